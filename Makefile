@@ -1,0 +1,157 @@
+# eiplb build and test entry points. `make` (or `make help`) lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+
+# Pinned tools, installed through the Go module proxy into bin/tools/ (git-ignored).
+# The file name carries the version, so bumping a version reinstalls it.
+# CI points TOOLS_DIR at a cache outside the clone so fresh clones reuse them.
+TOOLS_DIR ?= $(abspath bin/tools)
+override TOOLS_DIR := $(abspath $(TOOLS_DIR))
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+KUSTOMIZE_VERSION ?= v5.8.2
+CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+KUSTOMIZE := $(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)
+
+# Extra flags for `go test`, e.g. make test TEST_ARGS='-run TestFoo -v'.
+TEST_ARGS ?=
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 10s
+
+# Folders whose content is generated; `make verify` fails when they are stale.
+GENERATED_PATHS := pkg/apis config deploy
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9\/.-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: build
+build: ## Build all binaries of cmd/ into bin/.
+	@mkdir -p bin
+	$(GO) build -o bin/ ./cmd/...
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/apis).
+	@if [ -d pkg/apis ]; then \
+		echo "$(CONTROLLER_GEN) object paths=./pkg/apis/..."; \
+		$(CONTROLLER_GEN) object paths=./pkg/apis/...; \
+	else \
+		echo "generate: pkg/apis does not exist yet, skipping"; \
+	fi
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs (config/crd/bases), RBAC (config/rbac/role.yaml) and deploy/eiplb.yaml.
+	$(CONTROLLER_GEN) crd rbac:roleName=eiplb-manager paths=./pkg/... output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@if [ -f config/default/kustomization.yaml ] || [ -f config/default/kustomization.yml ] || [ -f config/default/Kustomization ]; then \
+		mkdir -p deploy; \
+		echo "$(KUSTOMIZE) build config/default > deploy/eiplb.yaml"; \
+		$(KUSTOMIZE) build config/default > deploy/eiplb.yaml.tmp && mv deploy/eiplb.yaml.tmp deploy/eiplb.yaml \
+			|| { rm -f deploy/eiplb.yaml.tmp; echo "manifests: kustomize build config/default failed" >&2; exit 1; }; \
+	else \
+		echo "manifests: config/default/kustomization.yaml does not exist yet, skipping deploy/eiplb.yaml"; \
+	fi
+
+.PHONY: lint
+lint: ## Check formatting (gofmt -l) and run go vet.
+	@files=$$(find . -name '*.go' -not -path './bin/*' -not -path './testbin/*' -not -path './.lab/*' -not -path './vendor/*' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l) || { echo "lint: gofmt failed" >&2; exit 1; }; \
+	if [ -n "$$files" ]; then \
+		echo "lint: these files are not gofmt-formatted (run gofmt -w on them):" >&2; \
+		echo "$$files" | sed 's/^/  /' >&2; \
+		exit 1; \
+	fi
+	$(GO) vet ./...
+
+.PHONY: verify
+verify: generate manifests ## Fail when generated code/manifests are stale (pkg/apis, config/, deploy/), then lint.
+	@changes=$$(git status --porcelain --untracked-files=all -- $(GENERATED_PATHS)) || { echo "verify: git status failed" >&2; exit 1; }; \
+	if [ -n "$$changes" ]; then \
+		echo "verify: generated files are out of date or uncommitted; run 'make generate manifests' and commit these files:" >&2; \
+		echo "$$changes" | sed 's/^/  /' >&2; \
+		exit 1; \
+	fi; \
+	echo "verify: generated files are up to date"
+	$(MAKE) --no-print-directory lint
+
+.PHONY: clean
+clean: ## Remove bin/ (binaries and installed tools).
+	rm -rf bin
+
+##@ Test
+
+.PHONY: k8s-bins
+k8s-bins: ## Build etcd + kube-apiserver for envtest (cached outside the tree) and print their folder.
+	hack/k8s-binaries.sh
+
+.PHONY: test
+test: ## Run unit + envtest tests (no root needed). Extra flags: TEST_ARGS=...
+	@assets=$$(hack/k8s-binaries.sh) || { echo "test: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
+	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test ./... -count=1 $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test ./... -count=1 $(TEST_ARGS)
+
+.PHONY: test-privileged
+test-privileged: ## Run all tests including the 'privileged' build tag (network namespaces, nftables); needs root.
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "test-privileged: must run as root (tests create network namespaces, links and nftables rules); try: sudo make test-privileged" >&2; \
+		exit 1; \
+	fi
+	@assets=$$(hack/k8s-binaries.sh) || { echo "test-privileged: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
+	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./... -count=1 $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./... -count=1 $(TEST_ARGS)
+
+.PHONY: bench
+bench: ## Run the benchmarks of pkg/.
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target of pkg/ for FUZZTIME (default 10s).
+	@found=0; \
+	for file in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg 2>/dev/null | sort); do \
+		if grep -q '^//go:build.*privileged' "$$file"; then echo "fuzz: skipping $$file (privileged build tag)"; continue; fi; \
+		dir=$$(dirname "$$file"); \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+			found=1; \
+			echo "==> $$name in ./$$dir"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "./$$dir" || exit 1; \
+		done; \
+	done; \
+	if [ "$$found" = 0 ]; then echo "fuzz: no fuzz targets in pkg/"; fi
+
+##@ Tools
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Install the pinned tools into bin/tools/.
+
+# go-install-tool: $(1) versioned target file, $(2) package, $(3) version.
+# Installs into a temporary GOBIN, then moves the binary to its versioned name
+# and points an unversioned symlink (bin/tools/<name>) at it.
+define go-install-tool
+	@set -e; \
+	tmp=$$(mktemp -d "$(TOOLS_DIR)/.install.XXXXXX"); \
+	trap 'rm -rf "$$tmp"' EXIT; \
+	echo "installing $(2)@$(3) into $(TOOLS_DIR)"; \
+	GOBIN="$$tmp" $(GO) install "$(2)@$(3)"; \
+	bin=$$(basename "$(2)"); \
+	case "$$bin" in v[0-9]*) bin=$$(basename "$$(dirname "$(2)")");; esac; \
+	mv "$$tmp/$$bin" "$(1)"; \
+	ln -sf "$$(basename "$(1)")" "$(TOOLS_DIR)/$$bin"
+endef
+
+$(TOOLS_DIR):
+	@mkdir -p $(TOOLS_DIR)
+
+$(CONTROLLER_GEN): | $(TOOLS_DIR)
+	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+$(KUSTOMIZE): | $(TOOLS_DIR)
+	$(call go-install-tool,$(KUSTOMIZE),sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+# Unversioned names, so `make bin/tools/controller-gen` works as expected.
+$(TOOLS_DIR)/controller-gen bin/tools/controller-gen: $(CONTROLLER_GEN)
+$(TOOLS_DIR)/kustomize bin/tools/kustomize: $(KUSTOMIZE)

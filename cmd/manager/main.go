@@ -1,0 +1,60 @@
+// Command eiplb-manager allocates external IPs to LoadBalancer Services.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/manager"
+)
+
+func main() {
+	var opts manager.Options
+	var ipMode string
+	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 disables it.")
+	flag.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one allocating replica through a Lease.")
+	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "eiplb-system", "Namespace of the leader-election Lease.")
+	flag.DurationVar(&opts.LeaseDuration, "lease-duration", 4*time.Second, "Leader lease duration.")
+	flag.DurationVar(&opts.RenewDeadline, "renew-deadline", 3*time.Second, "Leader renew deadline.")
+	flag.DurationVar(&opts.RetryPeriod, "retry-period", 500*time.Millisecond, "Leader election retry period.")
+	flag.StringVar(&opts.IPAM.Class, "class", v1alpha1.LoadBalancerClass, "spec.loadBalancerClass served.")
+	flag.BoolVar(&opts.IPAM.ServeNoClass, "serve-services-without-class", false, "Also serve LoadBalancer Services that set no loadBalancerClass (eiplb as the cluster's default).")
+	flag.StringVar(&ipMode, "ip-mode", string(corev1.LoadBalancerIPModeProxy), "ipMode written to status.loadBalancer.ingress: Proxy (eiplb's data plane) or VIP (kube-proxy's).")
+	flag.IntVar(&opts.IPAM.Workers, "ipam-workers", 4, "Services allocated in parallel.")
+	flag.DurationVar(&opts.IPAM.PoolStatusInterval, "pool-status-interval", time.Second, "Minimum time between two status writes of one pool.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	switch corev1.LoadBalancerIPMode(ipMode) {
+	case corev1.LoadBalancerIPModeProxy, corev1.LoadBalancerIPModeVIP:
+		opts.IPAM.IPMode = corev1.LoadBalancerIPMode(ipMode)
+	default:
+		fmt.Fprintf(os.Stderr, "eiplb-manager: --ip-mode must be Proxy or VIP, not %q\n", ipMode)
+		os.Exit(2)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "eiplb-manager: %v\n", err)
+		os.Exit(1)
+	}
+	mgr, err := manager.New(ctx, cfg, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "eiplb-manager: %v\n", err)
+		os.Exit(1)
+	}
+	if err := mgr.Start(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "eiplb-manager: %v\n", err)
+		os.Exit(1)
+	}
+}

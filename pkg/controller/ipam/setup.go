@@ -1,0 +1,158 @@
+package ipam
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/ipam"
+)
+
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=eiplb.io,resources=eippools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=eiplb.io,resources=eippools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=eiplb.io,resources=eipallocations,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+
+// Options configure the IPAM controllers.
+type Options struct {
+	Config
+	// Workers is the number of Services allocated in parallel.
+	Workers int
+	// PoolStatusInterval bounds how often one pool's status is written.
+	PoolStatusInterval time.Duration
+}
+
+// Setup adds the IPAM controllers (Service allocation and pool status) to a
+// manager. Both need leader election: allocation has a single writer.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	if opts.Class == "" {
+		opts.Class = v1alpha1.LoadBalancerClass
+	}
+	if opts.IPMode == "" {
+		opts.IPMode = corev1.LoadBalancerIPModeProxy
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.PoolStatusInterval <= 0 {
+		opts.PoolStatusInterval = time.Second
+	}
+	alloc := ipam.NewAllocator()
+	poolEvents := make(chan event.TypedGenericEvent[*v1alpha1.EIPPool], 1024)
+	idx, err := newAllocationIndex(ctx, mgr.GetCache(), alloc, func(pool string) {
+		p := &v1alpha1.EIPPool{}
+		p.Name = pool
+		select {
+		case poolEvents <- event.TypedGenericEvent[*v1alpha1.EIPPool]{Object: p}:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return err
+	}
+	svcR := &ServiceReconciler{
+		client: mgr.GetClient(), apiReader: mgr.GetAPIReader(),
+		recorder: mgr.GetEventRecorder("eiplb-ipam"),
+		cfg:      opts.Config, alloc: alloc, index: idx,
+	}
+	pending := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return svcR.pending.requests()
+	})
+	holdersAndPending := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		out := svcR.pending.requests()
+		if ea, ok := obj.(*v1alpha1.EIPAllocation); ok {
+			for _, s := range ea.Spec.Services {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: s.Namespace, Name: s.Name}})
+			}
+		}
+		return out
+	})
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("ipam-service").
+		For(&corev1.Service{}, builder.WithPredicates(servicePredicate(svcR.ours))).
+		Watches(&v1alpha1.EIPPool{}, pending, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A record deleted or shrunk frees an address (retry the pending
+		// Services) or was removed by hand (its holders take it back).
+		Watches(&v1alpha1.EIPAllocation{}, holdersAndPending, builder.WithPredicates(predicate.Funcs{
+			CreateFunc: func(event.CreateEvent) bool { return false },
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				o, n := e.ObjectOld.(*v1alpha1.EIPAllocation), e.ObjectNew.(*v1alpha1.EIPAllocation)
+				return len(n.Spec.Services) < len(o.Spec.Services)
+			},
+		})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers}).
+		Complete(svcR)
+	if err != nil {
+		return fmt.Errorf("setting up the Service allocation controller: %w", err)
+	}
+
+	poolR := &PoolStatusReconciler{
+		client: mgr.GetClient(), alloc: alloc, index: idx, pools: &svcR.pools,
+		minInterval: opts.PoolStatusInterval, lastWrite: map[string]time.Time{},
+	}
+	allPools := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list v1alpha1.EIPPoolList
+		if err := mgr.GetClient().List(ctx, &list); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, p := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: p.Name}})
+		}
+		return out
+	})
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("ipam-pool-status").
+		// Any pool change can change another pool's overlap condition.
+		Watches(&v1alpha1.EIPPool{}, allPools, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(poolEvents, &handler.TypedEnqueueRequestForObject[*v1alpha1.EIPPool]{})).
+		Complete(poolR)
+	if err != nil {
+		return fmt.Errorf("setting up the pool status controller: %w", err)
+	}
+	return nil
+}
+
+// servicePredicate passes the events of Services that are or were served.
+func servicePredicate(ours func(*corev1.Service) bool) predicate.Funcs {
+	is := func(o client.Object) bool {
+		s, ok := o.(*corev1.Service)
+		return ok && ours(s)
+	}
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return is(e.Object) || hasCondition(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool { return is(e.ObjectOld) || is(e.ObjectNew) },
+		DeleteFunc: func(e event.DeleteEvent) bool { return is(e.Object) || hasCondition(e.Object) },
+	}
+}
+
+// hasCondition spots a Service eiplb once served (to clean up after a class
+// change that happened while the manager was down).
+func hasCondition(o client.Object) bool {
+	s, ok := o.(*corev1.Service)
+	if !ok {
+		return false
+	}
+	for _, c := range s.Status.Conditions {
+		if c.Type == v1alpha1.ConditionIPAllocated {
+			return true
+		}
+	}
+	return false
+}
