@@ -33,9 +33,10 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: build
-build: ## Build all binaries of cmd/ into bin/.
+build: ## Build bin/eiplb-manager and bin/eiplb-agent.
 	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -o bin/eiplb-manager ./cmd/manager
+	$(GO) build -o bin/eiplb-agent ./cmd/agent
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/apis).
@@ -155,3 +156,9 @@ $(KUSTOMIZE): | $(TOOLS_DIR)
 # Unversioned names, so `make bin/tools/controller-gen` works as expected.
 $(TOOLS_DIR)/controller-gen bin/tools/controller-gen: $(CONTROLLER_GEN)
 $(TOOLS_DIR)/kustomize bin/tools/kustomize: $(KUSTOMIZE)
+
+##@ Lab
+
+.PHONY: demo
+demo: build ## Bring up eiplb on an embedded default (API server, CRDs, 2 managers, samples) and show it; DEMO_ARGS=-keep keeps it running.
+	KUBEBUILDER_ASSETS=$$(WITH_KUBECTL=1 hack/k8s-binaries.sh) $(GO) run ./test/e2e/demo $(DEMO_ARGS)

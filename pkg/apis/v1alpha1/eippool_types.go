@@ -60,18 +60,18 @@ type EIPPoolStatus struct {
 	// Capacity is the number of usable IPv4 addresses plus IPv6 addresses
 	// (saturating at 2^63-1 for large IPv6 ranges).
 	// +optional
-	Capacity int64 `json:"capacity,omitempty"`
+	Capacity int64 `json:"capacity"`
 	// Allocated is the number of the pool's addresses held by Services.
 	// +optional
-	Allocated int64 `json:"allocated,omitempty"`
+	Allocated int64 `json:"allocated"`
 	// Free is Capacity minus Allocated.
 	// +optional
-	Free int64 `json:"free,omitempty"`
+	Free int64 `json:"free"`
 	// Orphaned counts addresses still held by Services that the pool no
 	// longer contains (after a shrink). They are kept until the Service
 	// releases them.
 	// +optional
-	Orphaned int64 `json:"orphaned,omitempty"`
+	Orphaned int64 `json:"orphaned"`
 	// IPv4 and IPv6 split the counts above by family.
 	// +optional
 	IPv4 *FamilyUsage `json:"ipv4,omitempty"`
@@ -91,11 +91,11 @@ type EIPPoolStatus struct {
 // FamilyUsage is the usage of one address family of a pool.
 type FamilyUsage struct {
 	// +optional
-	Capacity int64 `json:"capacity,omitempty"`
+	Capacity int64 `json:"capacity"`
 	// +optional
-	Allocated int64 `json:"allocated,omitempty"`
+	Allocated int64 `json:"allocated"`
 	// +optional
-	Free int64 `json:"free,omitempty"`
+	Free int64 `json:"free"`
 }
 
 // Pool condition types and reasons.

@@ -27,7 +27,7 @@ import (
 // +kubebuilder:rbac:groups=eiplb.io,resources=eippools/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=eiplb.io,resources=eipallocations,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch,namespace=eiplb-system
 
 // Options configure the IPAM controllers.
 type Options struct {
