@@ -1,0 +1,166 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	api "github.com/osrg/gobgp/v4/api"
+)
+
+// SetPeers makes peers the complete set of sessions. A peer whose settings
+// changed is re-created (its session restarts); the others are untouched.
+func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := make(map[netip.Addr]Peer, len(peers))
+	for _, p := range peers {
+		want[p.Address] = p
+	}
+	var errs []error
+	for addr, old := range s.peers {
+		if p, ok := want[addr]; ok && peerEqual(p, old) {
+			continue
+		}
+		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("removing peer %s: %w", old, err))
+			continue
+		}
+		delete(s.peers, addr)
+		s.log.Info("Removed BGP peer", "peer", addr)
+	}
+	for addr, p := range want {
+		if _, ok := s.peers[addr]; ok {
+			continue
+		}
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p)}); err != nil {
+			errs = append(errs, fmt.Errorf("adding peer %s: %w", p, err))
+			continue
+		}
+		s.peers[addr] = p
+		s.log.Info("Added BGP peer", "peer", addr, "asn", p.ASN, "localASN", p.LocalASN, "bfd", p.BFD != nil, "md5", p.Password != "")
+	}
+	return errors.Join(errs...)
+}
+
+func peerEqual(a, b Peer) bool {
+	if (a.BFD == nil) != (b.BFD == nil) || (a.BFD != nil && *a.BFD != *b.BFD) {
+		return false
+	}
+	a.BFD, b.BFD = nil, nil
+	return a == b
+}
+
+func toAPIPeer(p Peer) *api.Peer {
+	out := &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.ASN,
+			LocalAsn:        p.LocalASN,
+			AuthPassword:    p.Password,
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime:          uint64(p.HoldTime / time.Second),
+			KeepaliveInterval: uint64(p.KeepaliveTime / time.Second),
+			ConnectRetry:      uint64(p.ConnectTime / time.Second),
+		}},
+		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+	}
+	if p.EBGPMultihop > 0 {
+		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
+	}
+	if p.GracefulRestart {
+		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
+	}
+	if p.BFD != nil {
+		out.Bfd = &api.BfdPeerConfig{
+			Enabled:                  true,
+			DesiredMinimumTxInterval: uint32(p.BFD.MinTx / time.Microsecond),
+			RequiredMinimumReceive:   uint32(p.BFD.MinRx / time.Microsecond),
+			DetectionMultiplier:      uint32(p.BFD.Multiplier),
+		}
+	}
+	family := func(afi api.Family_Afi) *api.AfiSafi {
+		a := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}, Enabled: true}}
+		if p.AddPathSendMax > 1 {
+			a.AddPaths = &api.AddPaths{Config: &api.AddPathsConfig{SendMax: uint32(p.AddPathSendMax)}}
+		}
+		if p.GracefulRestart {
+			a.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		return a
+	}
+	if p.IPv4 {
+		out.AfiSafis = append(out.AfiSafis, family(api.Family_AFI_IP))
+	}
+	if p.IPv6 {
+		out.AfiSafis = append(out.AfiSafis, family(api.Family_AFI_IP6))
+	}
+	return out
+}
+
+// PeerStates reports every session, by address.
+func (s *Speaker) PeerStates(ctx context.Context) ([]PeerState, error) {
+	var out []PeerState
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+		st := PeerState{State: "Unknown"}
+		if p.Conf != nil {
+			st.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
+		}
+		if p.State != nil {
+			st.State = sessionState(p.State.SessionState)
+			if p.State.DisconnectMessage != "" {
+				st.LastError = p.State.DisconnectMessage
+			}
+			if b := p.State.BfdState; b != nil {
+				st.BFDState = bfdState(b.SessionState)
+			}
+		}
+		if p.Timers != nil && p.Timers.State != nil {
+			if st.Established() && p.Timers.State.Uptime != nil {
+				st.Since = p.Timers.State.Uptime.AsTime()
+			} else if p.Timers.State.Downtime != nil {
+				st.Since = p.Timers.State.Downtime.AsTime()
+			}
+		}
+		for _, a := range p.AfiSafis {
+			if a.State != nil {
+				st.PrefixesSent += a.State.Advertised
+			}
+		}
+		out = append(out, st)
+	})
+	slices.SortFunc(out, func(a, b PeerState) int { return a.Address.Compare(b.Address) })
+	return out, err
+}
+
+func sessionState(s api.PeerState_SessionState) string {
+	name := strings.TrimPrefix(s.String(), "SESSION_STATE_")
+	switch name {
+	case "OPENSENT":
+		return "OpenSent"
+	case "OPENCONFIRM":
+		return "OpenConfirm"
+	case "UNSPECIFIED":
+		return "Unknown"
+	}
+	return strings.ToUpper(name[:1]) + strings.ToLower(name[1:])
+}
+
+func bfdState(s api.BfdSessionState) string {
+	switch s {
+	case api.BfdSessionState_BFD_SESSION_STATE_UP:
+		return "Up"
+	case api.BfdSessionState_BFD_SESSION_STATE_DOWN:
+		return "Down"
+	case api.BfdSessionState_BFD_SESSION_STATE_INIT:
+		return "Init"
+	case api.BfdSessionState_BFD_SESSION_STATE_ADMIN_DOWN:
+		return "AdminDown"
+	}
+	return ""
+}
