@@ -23,6 +23,7 @@ type BGPAdvertisementSpec struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=12
 	// +kubebuilder:validation:items:Pattern=`^(([0-9]{1,5}:[0-9]{1,5})|no-export|no-advertise|no-peer|blackhole)$`
 	// +kubebuilder:validation:items:XValidation:rule="!self.contains(':') || (int(self.split(':')[0]) <= 65535 && int(self.split(':')[1]) <= 65535)",message="community parts must be at most 65535"
 	Communities []string `json:"communities,omitempty"`
@@ -31,6 +32,7 @@ type BGPAdvertisementSpec struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=32
 	// +kubebuilder:validation:items:Pattern=`^[0-9]{1,10}:[0-9]{1,10}:[0-9]{1,10}$`
 	// +kubebuilder:validation:items:XValidation:rule="self.split(':').all(p, int(p) <= 4294967295)",message="large community parts must be at most 4294967295"
 	LargeCommunities []string `json:"largeCommunities,omitempty"`

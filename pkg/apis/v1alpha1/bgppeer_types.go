@@ -6,7 +6,7 @@ import (
 
 // BGPPeerSpec is one BGP router that every selected manager replica peers
 // with.
-// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) * 3 <= duration(self.holdTime)",message="keepaliveTime must be at most a third of holdTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.holdTime) == duration('0s') || duration(self.keepaliveTime).getMilliseconds() * 3 <= duration(self.holdTime).getMilliseconds()",message="keepaliveTime must be at most a third of holdTime"
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultihop) || self.peerASN != self.localASN",message="ebgpMultihop applies to eBGP sessions only"
 type BGPPeerSpec struct {
 	// PeerAddress is the router's address.
