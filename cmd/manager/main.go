@@ -4,6 +4,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -30,6 +31,17 @@ func main() {
 	flag.StringVar(&ipMode, "ip-mode", string(corev1.LoadBalancerIPModeProxy), "ipMode written to status.loadBalancer.ingress: Proxy (eiplb's data plane) or VIP (kube-proxy's).")
 	flag.IntVar(&opts.IPAM.Workers, "ipam-workers", 4, "Services allocated in parallel.")
 	flag.DurationVar(&opts.IPAM.PoolStatusInterval, "pool-status-interval", time.Second, "Minimum time between two status writes of one pool.")
+	announce := manager.AnnounceOptions{}
+	var enableAnnounce bool
+	var routerID string
+	var asn uint
+	flag.BoolVar(&enableAnnounce, "announce", true, "Announce addresses over BGP; false runs IPAM only (nodes already peer with the routers, e.g. through Calico).")
+	flag.StringVar(&announce.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this replica runs on (default $NODE_NAME).")
+	flag.StringVar(&routerID, "router-id", os.Getenv("ROUTER_ID"), "BGP router ID, an IPv4 address (default $ROUTER_ID, usually the node's IP).")
+	flag.UintVar(&asn, "bgp-asn", 64512, "Default local AS; each BGPPeer sets its own localASN.")
+	var listenPort int
+	flag.IntVar(&listenPort, "bgp-listen-port", -1, "Port for incoming BGP sessions; -1 only dials out.")
+	flag.DurationVar(&announce.StatusInterval, "peer-status-interval", 2*time.Second, "Minimum time between BGPPeer status writes.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -41,6 +53,15 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "eiplb-manager: --ip-mode must be Proxy or VIP, not %q\n", ipMode)
 		os.Exit(2)
+	}
+	if enableAnnounce {
+		id, err := netip.ParseAddr(routerID)
+		if err != nil || !id.Is4() {
+			fmt.Fprintf(os.Stderr, "eiplb-manager: --router-id must be an IPv4 address, not %q\n", routerID)
+			os.Exit(2)
+		}
+		announce.RouterID, announce.ASN, announce.ListenPort = id, uint32(asn), int32(listenPort)
+		opts.Announce = &announce
 	}
 	ctx := ctrl.SetupSignalHandler()
 	cfg, err := ctrl.GetConfig()

@@ -47,6 +47,18 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	return errors.Join(errs...)
 }
 
+// GracefulRestart reports whether any peer has graceful restart enabled.
+func (s *Speaker) GracefulRestart() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.peers {
+		if p.GracefulRestart {
+			return true
+		}
+	}
+	return false
+}
+
 func peerEqual(a, b Peer) bool {
 	if (a.BFD == nil) != (b.BFD == nil) || (a.BFD != nil && *a.BFD != *b.BFD) {
 		return false

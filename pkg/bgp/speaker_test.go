@@ -2,8 +2,6 @@ package bgp
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,115 +9,21 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	api "github.com/osrg/gobgp/v4/api"
-	"github.com/osrg/gobgp/v4/pkg/apiutil"
+
+	"github.com/eiplb/eiplb/pkg/bgp/bgptest"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
-	"github.com/osrg/gobgp/v4/pkg/server"
 	"go.uber.org/goleak"
 )
 
-// receiver is a second, plain GoBGP server that peers with the speaker
-// under test and shows what it received, path identifiers included.
-type receiver struct {
-	srv  *server.BgpServer
-	port int
-}
+type receiver struct{ *bgptest.Receiver }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func newReceiver(t *testing.T) *receiver { return &receiver{bgptest.New(t, 65001)} }
 
-func newReceiver(t *testing.T) *receiver {
-	t.Helper()
-	r := &receiver{srv: server.NewBgpServer(), port: freePort(t)}
-	go r.srv.Serve()
-	ctx := context.Background()
-	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: 65000, RouterId: "10.255.0.1", ListenPort: int32(r.port), ListenAddresses: []string{"127.0.0.1"},
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	fam := func(afi api.Family_Afi) *api.AfiSafi {
-		return &api.AfiSafi{
-			Config:   &api.AfiSafiConfig{Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}, Enabled: true},
-			AddPaths: &api.AddPaths{Config: &api.AddPathsConfig{Receive: true}},
-		}
-	}
-	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: "127.0.0.1", PeerAsn: 65001},
-		Transport: &api.Transport{PassiveMode: true},
-		AfiSafis:  []*api.AfiSafi{fam(api.Family_AFI_IP), fam(api.Family_AFI_IP6)},
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func (r *receiver) stop() {
-	_ = r.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
-	r.srv.Stop()
-}
-
-// received lists "prefix via nexthop id=N [extra]" lines, sorted.
-func (r *receiver) received(t *testing.T, family bgp.Family) []string {
-	t.Helper()
-	var out []string
-	err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_ADJ_IN, Name: "127.0.0.1", Family: family},
-		func(prefix bgp.NLRI, paths []*apiutil.Path) {
-			for _, p := range paths {
-				line := fmt.Sprintf("%s via %s id=%d", prefix, nextHop(p), p.RemoteID)
-				for _, a := range p.Attrs {
-					switch v := a.(type) {
-					case *bgp.PathAttributeCommunities:
-						line += fmt.Sprintf(" communities=%v", v.Value)
-					case *bgp.PathAttributeExtendedCommunities:
-						for _, e := range v.Value {
-							if lb, ok := e.(*bgp.LinkBandwidthExtended); ok {
-								line += fmt.Sprintf(" bw=%g", lb.Bandwidth)
-							}
-						}
-					}
-				}
-				out = append(out, line)
-			}
-		})
-	if err != nil && !strings.Contains(err.Error(), "not found") {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func nextHop(p *apiutil.Path) string {
-	for _, a := range p.Attrs {
-		switch v := a.(type) {
-		case *bgp.PathAttributeNextHop:
-			return v.Value.String()
-		case *bgp.PathAttributeMpReachNLRI:
-			return v.Nexthop.String()
-		}
-	}
-	return "?"
-}
+func (r *receiver) received(t *testing.T, family bgp.Family) []string { return r.Received(t, family) }
 
 func waitReceived(t *testing.T, r *receiver, family bgp.Family, want ...string) {
 	t.Helper()
-	slices.Sort(want)
-	deadline := time.Now().Add(10 * time.Second)
-	var got []string
-	for time.Now().Before(deadline) {
-		if got = r.received(t, family); slices.Equal(got, want) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("receiver has\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	r.WaitExactly(t, family, want...)
 }
 
 func eventuallyRcv(t *testing.T, cond func() string) {
@@ -143,7 +47,7 @@ func startSpeaker(t *testing.T, r *receiver) *Speaker {
 		t.Fatal(err)
 	}
 	err = s.SetPeers(ctx, []Peer{{
-		Address: netip.MustParseAddr("127.0.0.1"), Port: uint16(r.port), ASN: 65000, LocalASN: 65001,
+		Address: netip.MustParseAddr("127.0.0.1"), Port: uint16(r.Port), ASN: 65000, LocalASN: 65001,
 		ConnectTime: time.Second, AddPathSendMax: 16, IPv4: true, IPv6: true,
 	}})
 	if err != nil {
@@ -171,9 +75,8 @@ func p(prefix, nh string, attrs ...Attributes) Path {
 }
 
 func TestSpeakerPathsAgainstGoBGP(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	noLeaks(t)
 	r := newReceiver(t)
-	defer r.stop()
 	s := startSpeaker(t, r)
 	defer s.Stop(context.Background())
 
@@ -227,7 +130,7 @@ func TestSpeakerPathsAgainstGoBGP(t *testing.T) {
 // TestSpeakerSendsOnlyDifference counts what reaches GoBGP: re-setting the
 // same paths sends nothing.
 func TestSpeakerSendsOnlyDifference(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	noLeaks(t)
 	ctx := context.Background()
 	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.3"), Logger: logr.Discard()})
 	must(t, err)
@@ -280,4 +183,18 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// noLeaks checks, after every other cleanup of the test, that no goroutine
+// started during the test is left. One GoBGP-internal goroutine is
+// tolerated: a session's outgoing queue (eapache/channels) sometimes
+// outlives a peer deleted while its FSM is mid-transition (seen in about one
+// run in three on the receiver's passive side). Without Stop removing peers
+// first it was left every time, which the check caught before this
+// exception was narrowed to the intermittent case.
+func noLeaks(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("github.com/eapache/channels.(*InfiniteChannel).infiniteBuffer"))
+	})
 }

@@ -39,6 +39,20 @@ type Range struct {
 // "2001:db8::/120"), an inclusive range "first-last" of one family, or a
 // single address. IPv4-mapped IPv6 addresses and zones are refused.
 func ParseRange(s string) (Range, error) {
+	r, err := parseRange(s)
+	if err != nil {
+		return Range{}, err
+	}
+	if r.Overlaps(mapped) {
+		return Range{}, fmt.Errorf("%q includes IPv4-mapped IPv6 addresses (::ffff:0:0/96)", strings.TrimSpace(s))
+	}
+	return r, nil
+}
+
+// mapped is ::ffff:0:0/96, which is never a pool's.
+var mapped = Range{First: netip.MustParseAddr("::ffff:0.0.0.0"), Last: netip.MustParseAddr("::ffff:255.255.255.255")}
+
+func parseRange(s string) (Range, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return Range{}, errors.New("empty address")
@@ -193,11 +207,12 @@ func AllocationName(a netip.Addr) string {
 
 // ParseAllocationName reverses AllocationName.
 func ParseAllocationName(name string) (netip.Addr, error) {
-	if strings.Count(name, "-") == 7 {
+	v6 := strings.Count(name, "-") == 7
+	if v6 {
 		name = strings.ReplaceAll(name, "-", ":")
 	}
 	a, err := netip.ParseAddr(name)
-	if err != nil || a.Zone() != "" || a.Is4In6() {
+	if err != nil || a.Zone() != "" || a.Is4() == v6 {
 		return netip.Addr{}, fmt.Errorf("%q is not an allocation name", name)
 	}
 	return a, nil

@@ -306,13 +306,26 @@ func (a *Allocator) Allocate(req Request, pools []*Pool, join JoinCheck) Result 
 		for _, addr := range reservedNow {
 			delete(a.reserved, addr)
 		}
+		var dropped []Family
 		res.Assignments = slices.DeleteFunc(res.Assignments, func(x Assignment) bool {
 			if x.State != Held {
 				delete(keep, x.Addr)
+				dropped = append(dropped, FamilyOf(x.Addr))
 				return true
 			}
 			return false
 		})
+		// A family whose new address was dropped keeps what it held.
+		for _, fam := range dropped {
+			for _, addr := range a.byHolder[req.UID] {
+				if FamilyOf(addr) == fam {
+					keep[addr] = true
+					al := a.byAddr[addr]
+					res.Assignments = append(res.Assignments, Assignment{Addr: addr, Pool: al.Pool, SharingKey: al.SharingKey, State: Held})
+					break
+				}
+			}
+		}
 	}
 	for _, addr := range a.byHolder[req.UID] {
 		if !keep[addr] {

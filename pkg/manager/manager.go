@@ -4,18 +4,25 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/bgp"
+	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
 	ipamctrl "github.com/eiplb/eiplb/pkg/controller/ipam"
 )
 
@@ -26,7 +33,9 @@ type Options struct {
 	// ProbeAddr serves /healthz and /readyz ("0" disables it).
 	ProbeAddr string
 
-	LeaderElection          bool
+	LeaderElection bool
+	// LeaderElectionNamespace is the manager's namespace: the Lease and the
+	// BGP password Secrets live there. Defaults to eiplb-system.
 	LeaderElectionNamespace string
 	LeaderElectionID        string
 	// LeaseDuration, RenewDeadline and RetryPeriod tune how fast a new
@@ -35,9 +44,24 @@ type Options struct {
 
 	IPAM ipamctrl.Options
 
+	// Announce configures the BGP announcer; nil runs IPAM only (for
+	// clusters whose nodes already peer with the routers, e.g. Calico).
+	Announce *AnnounceOptions
+
 	// SeveralPerProcess allows more than one manager in one process (tests
 	// that run two allocators at once).
 	SeveralPerProcess bool
+}
+
+// AnnounceOptions configure the announcer and its embedded speaker.
+type AnnounceOptions struct {
+	announcectrl.Options
+	// RouterID is the BGP identifier (IPv4), usually the node's address.
+	RouterID netip.Addr
+	// ASN is the default local AS (each BGPPeer names its own).
+	ASN uint32
+	// ListenPort for incoming BGP sessions; -1 dials out only.
+	ListenPort int32
 }
 
 // NewScheme returns the scheme of every type the manager reads.
@@ -59,6 +83,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, err
 	}
 	lease, renew, retry := orDefault(opts.LeaseDuration, 4*time.Second), orDefault(opts.RenewDeadline, 3*time.Second), orDefault(opts.RetryPeriod, 500*time.Millisecond)
+	if opts.LeaderElectionNamespace == "" {
+		opts.LeaderElectionNamespace = "eiplb-system"
+	}
+	if a := opts.Announce; a != nil && a.Namespace == "" {
+		a.Namespace = opts.LeaderElectionNamespace
+	}
 	if opts.LeaderElectionID == "" {
 		opts.LeaderElectionID = "eiplb-ipam"
 	}
@@ -74,12 +104,21 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		RenewDeadline:                 &renew,
 		RetryPeriod:                   &retry,
 		Controller:                    config.Controller{SkipNameValidation: &opts.SeveralPerProcess},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Only the password Secrets of the manager's namespace are read.
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.LeaderElectionNamespace: {}}},
+		}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	if err := ipamctrl.Setup(ctx, mgr, opts.IPAM); err != nil {
 		return nil, err
+	}
+	if a := opts.Announce; a != nil {
+		if err := setupAnnouncer(ctx, mgr, *a, opts.IPAM); err != nil {
+			return nil, err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
@@ -89,6 +128,42 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	}
 	return mgr, nil
 }
+
+func setupAnnouncer(ctx context.Context, mgr ctrl.Manager, a AnnounceOptions, ipamOpts ipamctrl.Options) error {
+	if a.NodeName == "" {
+		return errors.New("the announcer needs the node name (--node-name or NODE_NAME)")
+	}
+	if a.Class == "" {
+		a.Class = ipamOpts.Class
+	}
+	a.ServeNoClass = a.ServeNoClass || ipamOpts.ServeNoClass
+	speaker, err := bgp.New(ctx, bgp.Config{RouterID: a.RouterID, ASN: a.ASN, ListenPort: a.ListenPort, Logger: ctrl.Log.WithName("bgp")})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(speakerRunnable{speaker}); err != nil {
+		return err
+	}
+	return announcectrl.Setup(mgr, speaker, a.Options)
+}
+
+// speakerRunnable stops the speaker when the manager stops. With graceful
+// restart configured the sessions are left to close with the process, so
+// the routers keep the routes for the restart time; otherwise a clean stop
+// withdraws them at once.
+type speakerRunnable struct{ s *bgp.Speaker }
+
+func (r speakerRunnable) Start(ctx context.Context) error {
+	<-ctx.Done()
+	if !r.s.GracefulRestart() {
+		stop, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		r.s.Stop(stop)
+	}
+	return nil
+}
+
+func (speakerRunnable) NeedLeaderElection() bool { return false }
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {

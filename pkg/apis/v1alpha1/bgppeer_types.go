@@ -134,27 +134,22 @@ type BFD struct {
 	Multiplier *int32 `json:"multiplier,omitempty"`
 }
 
-// BGPPeerStatus reports the session of each manager replica.
+// BGPPeerStatus reports the session of each manager replica. Each replica
+// owns its own entry (server-side apply), so replicas never overwrite each
+// other; an entry whose updatedAt is old belongs to a replica that is gone.
 type BGPPeerStatus struct {
 	// Sessions, one per manager replica that peers with the router.
 	// +optional
 	// +listType=map
 	// +listMapKey=manager
 	Sessions []BGPSession `json:"sessions,omitempty"`
-	// EstablishedSessions counts Sessions in state Established.
-	// +optional
-	EstablishedSessions int32 `json:"establishedSessions"`
-	// Conditions: Ready (at least one session established).
-	// +optional
-	// +listType=map
-	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // BGPSession is one manager replica's session with the router.
 type BGPSession struct {
 	// Manager is the node name of the manager replica.
 	// +required
+	// +kubebuilder:validation:MaxLength=253
 	Manager string `json:"manager"`
 	// State: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
 	// +optional
@@ -184,7 +179,6 @@ type BGPSession struct {
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=`.spec.localASN`
-// +kubebuilder:printcolumn:name="Established",type=integer,JSONPath=`.status.establishedSessions`
 // +kubebuilder:printcolumn:name="Sessions",type=string,JSONPath=`.status.sessions[*].state`
 // +kubebuilder:printcolumn:name="BFD",type=string,JSONPath=`.status.sessions[*].bfdState`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -3,9 +3,6 @@ package ipam_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,14 +14,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	ipamctrl "github.com/eiplb/eiplb/pkg/controller/ipam"
 	"github.com/eiplb/eiplb/pkg/manager"
+	"github.com/eiplb/eiplb/pkg/testenv"
 )
 
 var (
@@ -34,32 +29,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Println("KUBEBUILDER_ASSETS is not set: run `make test` (it builds the API server with hack/k8s-binaries.sh)")
-		os.Exit(1)
-	}
-	if os.Getenv("EIPLB_TEST_LOG") != "" {
-		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
-	}
-	_, file, _, _ := runtime.Caller(0)
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(filepath.Dir(file), "..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16,fd00:10::/108")
-	var err error
-	if cfg, err = env.Start(); err != nil {
-		fmt.Println("starting envtest:", err)
-		os.Exit(1)
-	}
-	scheme, _ := manager.NewScheme()
-	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, func(e *testenv.Env) { cfg, k8s = e.Config, e.Client })
 }
 
 // startManager runs a manager until the test ends or stop is called.

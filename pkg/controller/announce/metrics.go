@@ -1,0 +1,40 @@
+package announce
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+const labelPeer = "peer"
+
+var (
+	sessionUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eiplb_bgp_session_up",
+		Help: "1 when this replica's BGP session with the peer is established.",
+	}, []string{labelPeer})
+	bfdUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eiplb_bgp_bfd_up",
+		Help: "1 when BFD with the peer is up (absent without BFD).",
+	}, []string{labelPeer})
+	prefixesSent = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eiplb_bgp_prefixes_sent",
+		Help: "Paths this replica advertised to the peer.",
+	}, []string{labelPeer})
+	pathsAnnounced = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "eiplb_bgp_paths",
+		Help: "Paths (prefix and next hop) this replica announces.",
+	})
+	pathUpdates = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eiplb_bgp_path_updates_total",
+		Help: "Paths handed to the BGP speaker, by operation (announce, withdraw).",
+	}, []string{"operation"})
+	announceLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "eiplb_announce_latency_seconds",
+		Help:    "Time from a Service, EndpointSlice or Node change being seen to its paths being handed to the BGP speaker.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(sessionUp, bfdUp, prefixesSent, pathsAnnounced, pathUpdates, announceLatency)
+}

@@ -1,0 +1,279 @@
+package announce
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/bgp"
+)
+
+// PeerReconciler keeps the speaker's sessions equal to the BGPPeers that
+// select this replica's node. It reconciles one fixed key: any change to
+// peers, their Secrets or this node recomputes the whole (small) set.
+type PeerReconciler struct {
+	client   client.Client
+	speaker  Speaker
+	recorder events.EventRecorder
+	opts     Options
+
+	mu       sync.Mutex
+	problems map[string]string // peer name → why it is not configured
+}
+
+// Reconcile computes the desired sessions and applies them.
+func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	var list v1alpha1.BGPPeerList
+	if err := r.client.List(ctx, &list); err != nil {
+		return ctrl.Result{}, err
+	}
+	node := &corev1.Node{}
+	if err := r.client.Get(ctx, client.ObjectKey{Name: r.opts.NodeName}, node); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	var peers []bgp.Peer
+	problems := map[string]string{}
+	for i := range list.Items {
+		in := &list.Items[i]
+		if in.Spec.NodeSelector != nil {
+			sel, err := metav1.LabelSelectorAsSelector(in.Spec.NodeSelector)
+			if err != nil || !sel.Matches(labels.Set(node.Labels)) {
+				continue
+			}
+		}
+		p, err := r.convert(ctx, in)
+		if err != nil {
+			problems[in.Name] = err.Error()
+			continue
+		}
+		peers = append(peers, p)
+	}
+	r.reportProblems(ctx, &list, problems)
+	if err := r.speaker.SetPeers(ctx, peers); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *PeerReconciler) reportProblems(ctx context.Context, list *v1alpha1.BGPPeerList, problems map[string]string) {
+	r.mu.Lock()
+	old := r.problems
+	r.problems = problems
+	r.mu.Unlock()
+	for i := range list.Items {
+		in := &list.Items[i]
+		if msg, bad := problems[in.Name]; bad && old[in.Name] != msg {
+			log.FromContext(ctx).Info("BGP peer not configured", "peer", in.Name, "reason", msg)
+			r.recorder.Eventf(in, nil, corev1.EventTypeWarning, "InvalidPeer", "Configure", "%s: %s", r.opts.NodeName, msg)
+		}
+	}
+}
+
+func (r *PeerReconciler) problem(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.problems[name]
+}
+
+func dur(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.Duration
+}
+
+// convert maps a BGPPeer to the speaker's type, reading its password.
+func (r *PeerReconciler) convert(ctx context.Context, in *v1alpha1.BGPPeer) (bgp.Peer, error) {
+	addr, err := netip.ParseAddr(in.Spec.PeerAddress)
+	if err != nil {
+		return bgp.Peer{}, fmt.Errorf("peerAddress: %w", err)
+	}
+	p := bgp.Peer{
+		Address: addr, ASN: uint32(in.Spec.PeerASN), LocalASN: uint32(in.Spec.LocalASN),
+		Port:           uint16(in.Spec.PeerPort),
+		HoldTime:       dur(in.Spec.HoldTime, 0),
+		KeepaliveTime:  dur(in.Spec.KeepaliveTime, 0),
+		ConnectTime:    dur(in.Spec.ConnectTime, 5*time.Second),
+		AddPathSendMax: uint8(max(in.Spec.AddPathSendMax, 1)),
+		IPv4:           len(in.Spec.Families) == 0 || slices.Contains(in.Spec.Families, "IPv4"),
+		IPv6:           len(in.Spec.Families) == 0 || slices.Contains(in.Spec.Families, "IPv6"),
+	}
+	if in.Spec.PeerPort == 0 {
+		p.Port = 179
+	}
+	if in.Spec.AddPathSendMax == 0 {
+		p.AddPathSendMax = 64
+	}
+	if in.Spec.EBGPMultihop != nil {
+		p.EBGPMultihop = uint8(*in.Spec.EBGPMultihop)
+	}
+	if gr := in.Spec.GracefulRestart; gr != nil && gr.Enabled {
+		p.GracefulRestart, p.RestartTime = true, dur(gr.RestartTime, 120*time.Second)
+	}
+	if b := in.Spec.BFD; b != nil && b.Enabled {
+		mult := int32(3)
+		if b.Multiplier != nil {
+			mult = *b.Multiplier
+		}
+		p.BFD = &bgp.BFD{MinTx: dur(b.MinTxInterval, 300*time.Millisecond), MinRx: dur(b.MinRxInterval, 300*time.Millisecond), Multiplier: uint8(mult)}
+	}
+	if ref := in.Spec.PasswordSecretRef; ref != nil {
+		sec := &corev1.Secret{}
+		if err := r.client.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: ref.Name}, sec); err != nil {
+			if apierrors.IsNotFound(err) {
+				return bgp.Peer{}, fmt.Errorf("password Secret %s/%s not found", r.opts.Namespace, ref.Name)
+			}
+			return bgp.Peer{}, err
+		}
+		pw, ok := sec.Data[ref.Key]
+		if !ok || len(pw) == 0 {
+			return bgp.Peer{}, fmt.Errorf("password Secret %s/%s has no key %q", r.opts.Namespace, ref.Name, ref.Key)
+		}
+		if len(pw) > 80 {
+			return bgp.Peer{}, fmt.Errorf("password in Secret %s/%s is longer than TCP MD5 allows (80 bytes)", r.opts.Namespace, ref.Name)
+		}
+		p.Password = string(pw)
+	}
+	return p, nil
+}
+
+// statusWriter writes this replica's session entries into BGPPeer status
+// and the session metrics, every interval, only when they changed.
+type statusWriter struct {
+	client   client.Client
+	speaker  Speaker
+	peers    *PeerReconciler
+	opts     Options
+	interval time.Duration
+
+	last map[string]v1alpha1.BGPSession
+}
+
+// Start runs until ctx ends, then removes this replica's entries.
+func (w *statusWriter) Start(ctx context.Context) error {
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			cleanup, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			w.removeAll(cleanup)
+			cancel()
+			return nil
+		case <-t.C:
+			w.write(ctx)
+		}
+	}
+}
+
+// NeedLeaderElection: every replica reports its own sessions.
+func (w *statusWriter) NeedLeaderElection() bool { return false }
+
+func (w *statusWriter) write(ctx context.Context) {
+	states, err := w.speaker.PeerStates(ctx)
+	if err != nil {
+		return
+	}
+	byAddr := map[netip.Addr]bgp.PeerState{}
+	for _, s := range states {
+		byAddr[s.Address] = s
+		peer := s.Address.String()
+		sessionUp.WithLabelValues(peer).Set(boolf(s.Established()))
+		prefixesSent.WithLabelValues(peer).Set(float64(s.PrefixesSent))
+		if s.BFDState != "" {
+			bfdUp.WithLabelValues(peer).Set(boolf(s.BFDState == "Up"))
+		}
+	}
+	var list v1alpha1.BGPPeerList
+	if err := w.client.List(ctx, &list); err != nil {
+		return
+	}
+	seen := map[string]bool{}
+	for i := range list.Items {
+		in := &list.Items[i]
+		addr, _ := netip.ParseAddr(in.Spec.PeerAddress)
+		st, configured := byAddr[addr]
+		problem := w.peers.problem(in.Name)
+		if !configured && problem == "" {
+			continue // not selected for this replica
+		}
+		seen[in.Name] = true
+		entry := v1alpha1.BGPSession{Manager: w.opts.NodeName, State: st.State, PrefixesSent: int64(st.PrefixesSent), BFDState: st.BFDState, LastError: st.LastError}
+		if !configured {
+			entry.State, entry.LastError = "NotConfigured", problem
+		}
+		if !st.Since.IsZero() {
+			since := metav1.NewTime(st.Since.Truncate(time.Second))
+			entry.Since = &since
+		}
+		if prev, ok := w.last[in.Name]; ok && sameSession(prev, entry) {
+			continue
+		}
+		now := metav1.Now()
+		entry.UpdatedAt = &now
+		if err := w.apply(ctx, in.Name, []v1alpha1.BGPSession{entry}); err != nil {
+			log.FromContext(ctx).Error(err, "Writing BGP session status", "peer", in.Name)
+			continue
+		}
+		w.last[in.Name] = entry
+	}
+	for name := range w.last {
+		if !seen[name] {
+			delete(w.last, name)
+		}
+	}
+}
+
+func sameSession(a, b v1alpha1.BGPSession) bool {
+	return a.State == b.State && a.PrefixesSent == b.PrefixesSent && a.BFDState == b.BFDState && a.LastError == b.LastError &&
+		a.Since.Equal(b.Since)
+}
+
+// apply server-side-applies this replica's entries (its field manager owns
+// only them, so replicas never overwrite each other).
+func (w *statusWriter) apply(ctx context.Context, peer string, sessions []v1alpha1.BGPSession) error {
+	items := make([]any, 0, len(sessions))
+	for _, s := range sessions {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s)
+		if err != nil {
+			return err
+		}
+		items = append(items, m)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(),
+		"kind":       "BGPPeer",
+		"metadata":   map[string]any{"name": peer},
+		"status":     map[string]any{"sessions": items},
+	}}
+	//nolint:staticcheck // Patch with Apply is the way to apply unstructured status in controller-runtime v0.25.
+	return w.client.Status().Patch(ctx, u, client.Apply, client.FieldOwner("eiplb-manager-"+w.opts.NodeName), client.ForceOwnership)
+}
+
+func (w *statusWriter) removeAll(ctx context.Context) {
+	for name := range w.last {
+		_ = w.apply(ctx, name, nil)
+	}
+}
+
+func boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,169 @@
+package announce
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/eiplb/eiplb/pkg/announce"
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=eiplb.io,resources=bgppeers;bgpadvertisements,verbs=get;list;watch
+// +kubebuilder:rbac:groups=eiplb.io,resources=bgppeers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,namespace=eiplb-system
+
+// Options of the announcer.
+type Options struct {
+	// NodeName is the node this replica runs on: its BGPPeer node
+	// selectors are matched against it, and it names the replica in status.
+	NodeName string
+	// Namespace holds the password Secrets.
+	Namespace string
+	// Class and ServeNoClass select the Services, as for IPAM.
+	Class        string
+	ServeNoClass bool
+	// Eligible is the agent's say on next hops; nil: every Ready node.
+	Eligible announce.Eligible
+	// StatusInterval bounds how often session status is written.
+	StatusInterval time.Duration
+}
+
+func (o Options) serves(svc *corev1.Service) bool {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	if svc.Spec.LoadBalancerClass == nil {
+		return o.ServeNoClass
+	}
+	return *svc.Spec.LoadBalancerClass == o.Class
+}
+
+const peersKey = "peers"
+
+// Setup adds the announcer to a manager. It runs on every replica (no
+// leader election): all replicas announce the same paths.
+func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
+	if opts.Class == "" {
+		opts.Class = v1alpha1.LoadBalancerClass
+	}
+	if opts.StatusInterval <= 0 {
+		opts.StatusInterval = 2 * time.Second
+	}
+	svcR := &ServiceReconciler{
+		client: mgr.GetClient(), speaker: speaker, opts: opts,
+		recorder:  mgr.GetEventRecorder("eiplb-announcer"),
+		announced: map[string]string{}, seen: map[string]time.Time{},
+	}
+	allServices := func(ctx context.Context) []reconcile.Request {
+		var list corev1.ServiceList
+		if err := mgr.GetClient().List(ctx, &list); err != nil {
+			return nil
+		}
+		var out []reconcile.Request
+		for i := range list.Items {
+			if opts.serves(&list.Items[i]) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+				svcR.markSeen(client.ObjectKeyFromObject(&list.Items[i]).String())
+			}
+		}
+		return out
+	}
+	seenPredicate := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		svcR.markSeen(client.ObjectKeyFromObject(o).String())
+		return true
+	})
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("announce-service").
+		For(&corev1.Service{}, builder.WithPredicates(servicePredicate(opts), seenPredicate)).
+		// A Local Service's next hops follow its endpoints.
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			name := o.GetLabels()[discoveryv1.LabelServiceName]
+			if name == "" {
+				return nil
+			}
+			svcR.markSeen(o.GetNamespace() + "/" + name)
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+		})).
+		// Only a change of what makes a node a next hop touches Services;
+		// status heartbeats don't.
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+			return allServices(ctx)
+		}), builder.WithPredicates(nodePredicate())).
+		Watches(&v1alpha1.BGPAdvertisement{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+			return allServices(ctx)
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), MaxConcurrentReconciles: 4}).
+		Complete(svcR)
+	if err != nil {
+		return fmt.Errorf("setting up the Service announcer: %w", err)
+	}
+
+	peerR := &PeerReconciler{client: mgr.GetClient(), speaker: speaker, opts: opts, recorder: mgr.GetEventRecorder("eiplb-announcer")}
+	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: peersKey}}}
+	})
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("announce-peers").
+		Watches(&v1alpha1.BGPPeer{}, one, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, one).
+		Watches(&corev1.Node{}, one, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetName() == opts.NodeName
+		}), predicate.LabelChangedPredicate{})).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
+		Complete(peerR)
+	if err != nil {
+		return fmt.Errorf("setting up the peer controller: %w", err)
+	}
+	return mgr.Add(&statusWriter{client: mgr.GetClient(), speaker: speaker, peers: peerR, opts: opts,
+		interval: opts.StatusInterval, last: map[string]v1alpha1.BGPSession{}})
+}
+
+// servicePredicate passes events of served Services (and of ones that just
+// stopped being served), ignoring changes that can't move paths.
+func servicePredicate(opts Options) predicate.Funcs {
+	is := func(o client.Object) bool {
+		s, ok := o.(*corev1.Service)
+		return ok && opts.serves(s)
+	}
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return is(e.Object) },
+		DeleteFunc: func(e event.DeleteEvent) bool { return is(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if !is(e.ObjectOld) && !is(e.ObjectNew) {
+				return false
+			}
+			o, n := e.ObjectOld.(*corev1.Service), e.ObjectNew.(*corev1.Service)
+			return opts.serves(o) != opts.serves(n) ||
+				!reflect.DeepEqual(o.Status.LoadBalancer.Ingress, n.Status.LoadBalancer.Ingress) ||
+				o.Spec.ExternalTrafficPolicy != n.Spec.ExternalTrafficPolicy ||
+				n.DeletionTimestamp != nil
+		},
+	}
+}
+
+// nodePredicate passes Node changes that can change eligibility.
+func nodePredicate() predicate.Funcs {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+			ov, nv := nodeView(o), nodeView(n)
+			return !reflect.DeepEqual(ov, nv)
+		},
+	}
+}

@@ -1,0 +1,76 @@
+// Package testenv starts the real kube-apiserver and etcd of envtest for the
+// controller tests, with eiplb's CRDs installed.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/eiplb/eiplb/pkg/manager"
+)
+
+// Env is a running API server.
+type Env struct {
+	Config *rest.Config
+	Client client.Client
+	env    *envtest.Environment
+}
+
+// Start starts the API server (dual-stack Service ranges) with the CRDs of
+// config/crd/bases. Logs of controllers go to stderr when EIPLB_TEST_LOG is
+// set.
+func Start() (*Env, error) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test` (it builds the API server with hack/k8s-binaries.sh)")
+	}
+	if os.Getenv("EIPLB_TEST_LOG") != "" {
+		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
+	}
+	_, file, _, _ := runtime.Caller(0)
+	e := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(filepath.Dir(file), "..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	e.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16,fd00:10::/108")
+	cfg, err := e.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting envtest: %w", err)
+	}
+	scheme, err := manager.NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		_ = e.Stop()
+		return nil, err
+	}
+	return &Env{Config: cfg, Client: c, env: e}, nil
+}
+
+// Stop stops the API server.
+func (e *Env) Stop() error { return e.env.Stop() }
+
+// Main runs a test binary's tests against a fresh API server; use it from
+// TestMain.
+func Main(m *testing.M, set func(*Env)) {
+	e, err := Start()
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	set(e)
+	code := m.Run()
+	_ = e.Stop()
+	os.Exit(code)
+}
