@@ -97,14 +97,14 @@ test: ## Run unit + envtest tests (no root needed). Extra flags: TEST_ARGS=...
 	KUBEBUILDER_ASSETS=$$assets $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: test-privileged
-test-privileged: ## Run all tests including the 'privileged' build tag (network namespaces, nftables); needs root.
+test-privileged: ## Run the privileged tests of test/ (network namespaces, real routers, nftables); needs root.
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "test-privileged: must run as root (tests create network namespaces, links and nftables rules); try: sudo make test-privileged" >&2; \
 		exit 1; \
 	fi
 	@assets=$$(hack/k8s-binaries.sh) || { echo "test-privileged: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
-	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./... -count=1 $(TEST_ARGS)"; \
-	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./... -count=1 $(TEST_ARGS)
+	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/... -count=1 -p 1 $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/... -count=1 -p 1 $(TEST_ARGS)
 
 .PHONY: bench
 bench: ## Run the benchmarks of pkg/.
@@ -162,3 +162,22 @@ $(TOOLS_DIR)/kustomize bin/tools/kustomize: $(KUSTOMIZE)
 .PHONY: demo
 demo: build ## Bring up eiplb on an embedded default (API server, CRDs, 2 managers, samples) and show it; DEMO_ARGS=-keep keeps it running.
 	KUBEBUILDER_ASSETS=$$(WITH_KUBECTL=1 hack/k8s-binaries.sh) $(GO) run ./test/e2e/demo $(DEMO_ARGS)
+
+##@ Benchmarks
+
+# Extra flags for the benchmark programs, e.g.
+# make bench-ipam BENCH_ARGS='-services 500 -burst 200'.
+BENCH_ARGS ?=
+
+.PHONY: bench-ipam
+bench-ipam: ## IPAM scale scenario: 3 managers, leader killed, 5000 Services, burst (real API server). Flags: BENCH_ARGS=...
+	@mkdir -p bin
+	$(GO) build -o bin/eiplb-manager ./cmd/manager
+	@assets=$$(hack/k8s-binaries.sh) || { echo "bench-ipam: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
+	echo "KUBEBUILDER_ASSETS=$$assets $(GO) run ./test/e2e/benchipam $(BENCH_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets $(GO) run ./test/e2e/benchipam $(BENCH_ARGS)
+
+.PHONY: lab-down
+lab-down: ## Remove every namespace, router process and file left by a crashed privileged test or lab (needs root).
+	$(GO) run ./test/netlab/cleanup -all
+	rm -rf .lab

@@ -79,6 +79,10 @@ func toAPIPeer(p Peer) *api.Peer {
 			HoldTime:          uint64(p.HoldTime / time.Second),
 			KeepaliveInterval: uint64(p.KeepaliveTime / time.Second),
 			ConnectRetry:      uint64(p.ConnectTime / time.Second),
+			// After a reset (BFD down included) GoBGP waits this long before
+			// reconnecting; its default of 30 s would keep a recovered
+			// router without our routes for half a minute.
+			IdleHoldTimeAfterReset: 1,
 		}},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
 	}

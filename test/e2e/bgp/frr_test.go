@@ -1,0 +1,202 @@
+//go:build privileged
+
+package bgp_test
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/test/netlab"
+)
+
+// TestFRRECMP: one manager session gives FRR a 3-way ECMP route in its
+// kernel FIB; NotReady and cordoned nodes leave it; a Local Service is
+// weighted by endpoints; IPv6 works; a Service delete removes the route.
+func TestFRRECMP(t *testing.T) {
+	tp := newTopo(t)
+	tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}))
+	nodes := basics(t)
+	api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+	ns := namespace(t)
+
+	web := service(t, ns, "web", false, corev1.IPv4Protocol, corev1.IPv6Protocol)
+	addrs := ips(t, web, 2)
+	v4, v6 := addrs[0], addrs[1]
+	tp.rtr.WaitRoute(t, v4, 10*time.Second, netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13"))
+	tp.rtr.WaitRoute(t, v6, 10*time.Second, netlab.Via("fd00:100::11", "fd00:100::12", "fd00:100::13"))
+
+	t.Run("NotReady node withdrawn", func(t *testing.T) {
+		api.SetNodeReady(t, nodes[1], false)
+		tp.rtr.WaitRoute(t, v4, 5*time.Second, netlab.Via("192.168.100.11", "192.168.100.13"))
+		api.SetNodeReady(t, nodes[1], true)
+		tp.rtr.WaitRoute(t, v4, 5*time.Second, netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13"))
+	})
+	t.Run("cordoned node withdrawn", func(t *testing.T) {
+		n := nodes[2]
+		must(t, api.Client.Get(ctx, client.ObjectKeyFromObject(n), n))
+		n.Spec.Unschedulable = true
+		must(t, api.Client.Update(ctx, n))
+		tp.rtr.WaitRoute(t, v4, 5*time.Second, netlab.Via("192.168.100.11", "192.168.100.12"))
+		n.Spec.Unschedulable = false
+		must(t, api.Client.Update(ctx, n))
+		tp.rtr.WaitRoute(t, v4, 5*time.Second, netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13"))
+	})
+	t.Run("Local weighted by endpoints", func(t *testing.T) {
+		local := service(t, ns, "local", true, corev1.IPv4Protocol)
+		lip := ips(t, local, 1)[0]
+		es := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "local-1", Labels: map[string]string{discoveryv1.LabelServiceName: "local"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+		}
+		for i, node := range []string{"node1", "node1", "node1", "node2"} {
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+				Addresses: []string{fmt.Sprintf("10.244.0.%d", i+1)}, NodeName: ptr.To(node),
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+			})
+		}
+		create(t, es)
+		r := tp.rtr.WaitRoute(t, lip, 10*time.Second, netlab.Via("192.168.100.11", "192.168.100.12"))
+		w := map[string]int{}
+		for _, nh := range r.NextHops {
+			w[nh.Gateway] = nh.Weight
+		}
+		// FRR turns link bandwidth into weights out of 100: 3:1 → 75/25.
+		if w["192.168.100.11"] != 75 || w["192.168.100.12"] != 25 {
+			t.Fatalf("weights %v, want 75 via node1 (3 endpoints) and 25 via node2 (1)", w)
+		}
+	})
+	t.Run("delete removes the route", func(t *testing.T) {
+		must(t, api.Client.Delete(ctx, web))
+		tp.rtr.WaitRoute(t, v4, 5*time.Second, netlab.Absent)
+		tp.rtr.WaitRoute(t, v6, 5*time.Second, netlab.Absent)
+	})
+}
+
+// TestFRRBFD: BFD comes up on both sides, and when the manager freezes
+// (its TCP session stays open, only BFD can tell) FRR drops the session
+// and the route within a second.
+func TestFRRBFD(t *testing.T) {
+	tp := newTopo(t)
+	frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}, "bfd profile fast"))
+	basics(t, func(p *v1alpha1.BGPPeer) {
+		p.Spec.BFD = &v1alpha1.BFD{Enabled: true, MinTxInterval: &metav1.Duration{Duration: 100 * time.Millisecond},
+			MinRxInterval: &metav1.Duration{Duration: 100 * time.Millisecond}, Multiplier: ptr.To[int32](3)}
+	})
+	mgr := api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+	ns := namespace(t)
+	ip := ips(t, service(t, ns, "web", false, corev1.IPv4Protocol), 1)[0]
+	tp.rtr.WaitRoute(t, ip, 10*time.Second, netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13"))
+	// GoBGP's BFD starts with the session, FRR's only once BGP is up, so
+	// the first BFD handshake can reset the session once; wait until both
+	// sides have been up for two seconds with the route in place.
+	stableSince := time.Time{}
+	eventually(t, 20*time.Second, func() string {
+		out, _ := frr.Vtysh("show bfd peers brief")
+		p := &v1alpha1.BGPPeer{}
+		must(t, api.Client.Get(ctx, client.ObjectKey{Name: "rtr"}, p))
+		r, found, _ := tp.rtr.Route(ip)
+		ok := strings.Contains(out, "192.168.100.11") && strings.Contains(out, "up") &&
+			len(p.Status.Sessions) == 1 && p.Status.Sessions[0].BFDState == "Up" && p.Status.Sessions[0].State == "Established" &&
+			found && len(r.NextHops) == 3
+		if !ok {
+			stableSince = time.Time{}
+			return fmt.Sprintf("FRR BFD: %s\neiplb: %+v\nroute: %v", out, p.Status.Sessions, r)
+		}
+		if stableSince.IsZero() {
+			stableSince = time.Now()
+		}
+		if time.Since(stableSince) < 2*time.Second {
+			return "stable for less than 2s"
+		}
+		return ""
+	})
+	if out, err := frr.Vtysh("show bfd peer 192.168.100.11"); err == nil {
+		t.Logf("FRR BFD session:\n%s", out)
+	}
+	mgr.Signal(syscall.SIGSTOP)
+	defer mgr.Signal(syscall.SIGCONT)
+	start := time.Now()
+	tp.rtr.WaitRoute(t, ip, 3*time.Second, netlab.Absent)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("FRR dropped the frozen manager's route after %s, want < 1s", took)
+	} else {
+		t.Logf("route withdrawn %s after the manager froze", took.Round(time.Millisecond))
+	}
+}
+
+// TestFRRMD5: the session comes up with the Secret's password and not with
+// a wrong one.
+func TestFRRMD5(t *testing.T) {
+	for _, tc := range []struct {
+		name, routerPassword string
+		up                   bool
+	}{{"right password", "s3cret-pw", true}, {"wrong password", "other-pw", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := newTopo(t)
+			frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}, "password "+tc.routerPassword))
+			create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "eiplb-system", Name: "rtr-md5"}, Data: map[string][]byte{"password": []byte("s3cret-pw")}})
+			basics(t, func(p *v1alpha1.BGPPeer) {
+				p.Spec.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "rtr-md5", Key: "password"}
+			})
+			mgr := api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+			state := func() string {
+				var out map[string]any
+				if err := frr.VtyshJSON("show bgp neighbors 192.168.100.11", &out); err != nil {
+					return err.Error()
+				}
+				if n, ok := out["192.168.100.11"].(map[string]any); ok {
+					s, _ := n["bgpState"].(string)
+					return s
+				}
+				return fmt.Sprint(out)
+			}
+			if tc.up {
+				eventually(t, 15*time.Second, func() string {
+					if s := state(); s != "Established" {
+						return "FRR session " + s
+					}
+					return ""
+				})
+			} else {
+				deadline := time.Now().Add(5 * time.Second)
+				for time.Now().Before(deadline) {
+					if s := state(); s == "Established" {
+						t.Fatal("session established with a wrong password")
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			_ = mgr
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t *testing.T, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		if last = cond(); last == "" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal(last)
+}

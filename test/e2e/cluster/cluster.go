@@ -1,0 +1,269 @@
+//go:build privileged
+
+// Package cluster runs eiplb as on a real cluster, inside a netlab: a real
+// API server (envtest), one router namespace and node namespaces on a shared
+// bridge, Node objects the test plays kubelet for, and the eiplb-manager
+// binary started as a process in a node namespace (hostNetwork), reaching
+// the API server through a proxy on the node's loopback.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/eiplb/eiplb/pkg/manager"
+	"github.com/eiplb/eiplb/test/netlab"
+)
+
+// API is a running API server shared by the tests of a package.
+type API struct {
+	Env        *envtest.Environment
+	Client     client.Client
+	Kubeconfig []byte // system:masters, server on the host's loopback
+	host       string // 127.0.0.1:port of the API server
+	bin        string // folder with the built eiplb binaries
+}
+
+// StartAPI starts the API server with eiplb's CRDs and builds the eiplb
+// binaries; call Stop when the tests are done.
+func StartAPI() (*API, error) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
+	bin, err := os.MkdirTemp("", "eiplb-bin-")
+	if err != nil {
+		return nil, err
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "eiplb-manager"), "./cmd/manager")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("building the manager: %w", err)
+	}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16,fd00:96::/108")
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, err
+	}
+	user, err := env.AddUser(envtest.User{Name: "eiplb-e2e", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	scheme, _ := manager.NewScheme()
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	u, err := clientcmd.Load(kc)
+	if err != nil {
+		return nil, err
+	}
+	host := ""
+	for _, cl := range u.Clusters {
+		host = cl.Server
+	}
+	api := &API{Env: env, Client: c, Kubeconfig: kc, bin: bin}
+	if api.host, err = hostPort(host); err != nil {
+		return nil, err
+	}
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "eiplb-system"}}); err != nil {
+		return nil, err
+	}
+	return api, nil
+}
+
+func hostPort(server string) (string, error) {
+	const prefix = "https://"
+	if len(server) <= len(prefix) {
+		return "", fmt.Errorf("unexpected API server URL %q", server)
+	}
+	return server[len(prefix):], nil
+}
+
+// Stop stops the API server and removes the binaries.
+func (a *API) Stop() {
+	_ = a.Env.Stop()
+	_ = os.RemoveAll(a.bin)
+}
+
+// Manager returns the path of the built eiplb-manager.
+func (a *API) Manager() string { return filepath.Join(a.bin, "eiplb-manager") }
+
+// KubeconfigIn gives a node namespace access to the API server: a proxy
+// listening on the namespace's loopback forwards to the host's. It returns
+// the path of a kubeconfig that points there; everything stops with the
+// test.
+func (a *API) KubeconfigIn(t testing.TB, ns *netlab.NS) string {
+	t.Helper()
+	l, err := ns.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	conns := make(chan net.Conn, 64)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(conns)
+				return
+			}
+			conns <- c
+		}
+	}()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var open []net.Conn
+		for c := range conns {
+			up, err := net.DialTimeout("tcp", a.host, 5*time.Second) // the host's namespace
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			open = append(open, c, up)
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(up, c); _ = up.(*net.TCPConn).CloseWrite() }()
+			go func() { defer wg.Done(); _, _ = io.Copy(c, up); _ = c.(*net.TCPConn).CloseWrite() }()
+		}
+		for _, c := range open {
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = l.Close(); <-done; wg.Wait() })
+
+	u, err := clientcmd.Load(a.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range u.Clusters {
+		cl.Server = "https://" + l.Addr().String()
+	}
+	path := filepath.Join(ns.Lab().Dir(), ns.Name+".kubeconfig")
+	if err := clientcmd.WriteToFile(*u, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Process is an eiplb process started in a namespace.
+type Process struct {
+	cmd  *exec.Cmd
+	Log  string
+	done chan struct{}
+}
+
+// StartManager runs eiplb-manager in the node's namespace as node name,
+// with the flags the deploy manifest uses plus args; it is killed when the
+// test ends.
+func (a *API) StartManager(t testing.TB, node *netlab.NS, name, routerID string, args ...string) *Process {
+	t.Helper()
+	kc := a.KubeconfigIn(t, node)
+	logPath := filepath.Join(node.Lab().Dir(), fmt.Sprintf("manager-%s-%d.log", name, time.Now().UnixNano()))
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := append([]string{"netns", "exec", node.Name, a.Manager(),
+		"--kubeconfig=" + kc, "--node-name=" + name, "--router-id=" + routerID,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--leader-election-namespace=eiplb-system", "--peer-status-interval=200ms"}, args...)
+	cmd := exec.Command("ip", full...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Process{cmd: cmd, Log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Signal(syscall.SIGKILL)
+		<-p.done
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("manager %s log (last 4 KiB):\n%s", name, tail(b, 4096))
+			}
+		}
+	})
+	return p
+}
+
+// Signal sends sig to the process group (the ip wrapper and the manager).
+func (p *Process) Signal(sig syscall.Signal) {
+	if p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
+// Wait waits for the process to exit.
+func (p *Process) Wait(timeout time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// Node creates a Node object named name with InternalIPs ips, Ready.
+func (a *API) Node(t testing.TB, name string, ips ...string) *corev1.Node {
+	t.Helper()
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}}}
+	ctx := context.Background()
+	if err := a.Client.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Client.Delete(context.Background(), n) })
+	a.SetNodeReady(t, n, true, ips...)
+	return n
+}
+
+// SetNodeReady plays the kubelet: sets the node's Ready condition, and its
+// addresses when ips are given.
+func (a *API) SetNodeReady(t testing.TB, n *corev1.Node, ready bool, ips ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := a.Client.Get(ctx, client.ObjectKeyFromObject(n), n); err != nil {
+		t.Fatal(err)
+	}
+	st := corev1.ConditionTrue
+	if !ready {
+		st = corev1.ConditionFalse
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, LastHeartbeatTime: metav1.Now()}}
+	if len(ips) > 0 {
+		n.Status.Addresses = nil
+		for _, ip := range ips {
+			n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
+		}
+	}
+	if err := a.Client.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
