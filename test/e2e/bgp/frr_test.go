@@ -200,3 +200,47 @@ func eventually(t *testing.T, timeout time.Duration, cond func() string) {
 	}
 	t.Fatal(last)
 }
+
+// TestFRRGracefulRestart: with graceful restart, FRR keeps the routes while
+// the manager is killed and restarted, and the route never leaves its FIB.
+func TestFRRGracefulRestart(t *testing.T) {
+	tp := newTopo(t)
+	frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}))
+	basics(t, func(p *v1alpha1.BGPPeer) {
+		p.Spec.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true, RestartTime: &metav1.Duration{Duration: 30 * time.Second}}
+	})
+	mgr := api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+	ns := namespace(t)
+	ip := ips(t, service(t, ns, "web", false, corev1.IPv4Protocol), 1)[0]
+	all := netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13")
+	tp.rtr.WaitRoute(t, ip, 10*time.Second, all)
+
+	// Watch the FIB every 5 ms from the kill until the new manager's
+	// session is back and has sent its routes.
+	mgr.Signal(syscall.SIGKILL)
+	if !mgr.Wait(5 * time.Second) {
+		t.Fatal("manager did not exit")
+	}
+	start := time.Now()
+	restarted := false
+	for time.Since(start) < 15*time.Second {
+		r, found, err := tp.rtr.Route(ip)
+		must(t, err)
+		if !all(r, found) {
+			t.Fatalf("route changed %s after the kill: %v (found %v)", time.Since(start).Round(time.Millisecond), r, found)
+		}
+		if !restarted && time.Since(start) > 500*time.Millisecond {
+			api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+			restarted = true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The new session refreshed the paths: none is left marked stale.
+	eventually(t, 10*time.Second, func() string {
+		out, err := frr.Vtysh("show bgp ipv4 unicast " + ip + " json")
+		if err != nil || !strings.Contains(out, `"paths"`) || strings.Contains(out, `"stale"`) {
+			return "FRR paths: " + out
+		}
+		return ""
+	})
+}
