@@ -43,7 +43,7 @@ type Speaker struct {
 	contrib map[pathKey]map[string]Attributes        // key → owner → attributes
 	sent    map[pathKey]*sentPath                    // what GoBGP holds
 	ids     map[netip.Prefix]map[uint32]struct{}     // ADD-PATH ids in use per prefix
-	hook    func(added, withdrawn int, at time.Time) // test and metrics hook
+	hook    func(added, withdrawn, total int, at time.Time) // test and metrics hook
 }
 
 type pathKey struct {
@@ -103,8 +103,9 @@ func (s *Speaker) Stop(ctx context.Context) {
 }
 
 // OnUpdate sets a function told, after each change handed to GoBGP, how many
-// paths were added or replaced and withdrawn.
-func (s *Speaker) OnUpdate(fn func(added, withdrawn int, at time.Time)) {
+// paths were added or replaced and withdrawn, and how many are announced. It
+// runs under the speaker's lock: it must not call the speaker.
+func (s *Speaker) OnUpdate(fn func(added, withdrawn, total int, at time.Time)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hook = fn
@@ -223,7 +224,7 @@ func (s *Speaker) apply(keys []pathKey) error {
 		}
 	}
 	if s.hook != nil && (len(add) > 0 || len(del) > 0) {
-		s.hook(len(add), len(del), time.Now())
+		s.hook(len(add), len(del), len(s.sent), time.Now())
 	}
 	return errors.Join(errs...)
 }

@@ -136,7 +136,7 @@ func TestSpeakerSendsOnlyDifference(t *testing.T) {
 	must(t, err)
 	defer s.Stop(ctx)
 	var adds, dels int
-	s.OnUpdate(func(a, d int, _ time.Time) { adds += a; dels += d })
+	s.OnUpdate(func(a, d, _ int, _ time.Time) { adds += a; dels += d })
 	paths := []Path{p("192.0.2.9/32", "192.168.100.11"), p("192.0.2.9/32", "192.168.100.12")}
 	must(t, s.SetPaths("x", paths))
 	must(t, s.SetPaths("x", paths))

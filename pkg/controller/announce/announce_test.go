@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/bgp/bgptest"
@@ -134,6 +135,16 @@ func TestAnnouncer(t *testing.T) {
 		})
 	})
 
+	t.Run("metrics", func(t *testing.T) {
+		eventually(t, func() string {
+			paths, up := gauge(t, "eiplb_bgp_paths", ""), gauge(t, "eiplb_bgp_session_up", "127.0.0.1")
+			if paths != 3 || up != 1 {
+				return fmt.Sprintf("eiplb_bgp_paths %v, eiplb_bgp_session_up %v", paths, up)
+			}
+			return ""
+		})
+	})
+
 	t.Run("missing password Secret is reported, nothing else disturbed", func(t *testing.T) {
 		bad := createPeer(t, r.Port+1, func(p *v1alpha1.BGPPeer) {
 			p.Spec.PeerAddress = "127.0.0.2"
@@ -220,4 +231,29 @@ func TestPeerValidation(t *testing.T) {
 			t.Errorf("advertisement %+v: got %v, want Invalid", spec, err)
 		}
 	}
+}
+
+// gauge reads a gauge from controller-runtime's registry (with label peer
+// when given); -1 when absent.
+func gauge(t *testing.T, name, peer string) float64 {
+	t.Helper()
+	mfs, err := metrics.Registry.Gather()
+	must(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := peer == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "peer" && l.GetValue() == peer {
+					match = true
+				}
+			}
+			if match {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
 }

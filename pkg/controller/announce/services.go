@@ -32,6 +32,7 @@ type Speaker interface {
 	SetPaths(owner string, paths []bgp.Path) error
 	SetPeers(ctx context.Context, peers []bgp.Peer) error
 	PeerStates(ctx context.Context) ([]bgp.PeerState, error)
+	OnUpdate(fn func(added, withdrawn, total int, at time.Time))
 }
 
 // ServiceReconciler announces one Service's addresses.

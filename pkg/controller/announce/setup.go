@@ -65,6 +65,11 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = 2 * time.Second
 	}
+	speaker.OnUpdate(func(added, withdrawn, total int, _ time.Time) {
+		pathUpdates.WithLabelValues("announce").Add(float64(added))
+		pathUpdates.WithLabelValues("withdraw").Add(float64(withdrawn))
+		pathsAnnounced.Set(float64(total))
+	})
 	svcR := &ServiceReconciler{
 		client: mgr.GetClient(), speaker: speaker, opts: opts,
 		recorder:  mgr.GetEventRecorder("eiplb-announcer"),

@@ -1,0 +1,314 @@
+//go:build privileged
+
+package bgp_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/test/netlab"
+)
+
+// fib reads a namespace's kernel FIB through netlink, without forking.
+type fib struct{ h *netlink.Handle }
+
+func openFIB(t *testing.T, ns *netlab.NS) *fib {
+	nh, err := netns.GetFromPath(ns.Path())
+	must(t, err)
+	h, err := netlink.NewHandleAt(nh)
+	must(t, err)
+	t.Cleanup(func() { h.Close(); _ = nh.Close() })
+	return &fib{h}
+}
+
+// nextHops returns the number of next hops of every /32 route.
+func (f *fib) nextHops() (map[string]int, error) {
+	routes, err := f.h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if ones, _ := r.Dst.Mask.Size(); ones != 32 {
+			continue
+		}
+		n := len(r.MultiPath)
+		if n == 0 && r.Gw != nil {
+			n = 1
+		}
+		out[r.Dst.IP.String()] = n
+	}
+	return out, nil
+}
+
+// waitAll polls every 2 ms until every ip has want next hops, and returns
+// when each got there.
+func (f *fib) waitAll(t *testing.T, ips []string, want int, timeout time.Duration) map[string]time.Time {
+	done := map[string]time.Time{}
+	deadline := time.Now().Add(timeout)
+	for len(done) < len(ips) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d routes complete after %s", len(done), len(ips), timeout)
+		}
+		nh, err := f.nextHops()
+		must(t, err)
+		now := time.Now()
+		for _, ip := range ips {
+			if _, ok := done[ip]; !ok && nh[ip] == want {
+				done[ip] = now
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return done
+}
+
+func (f *fib) waitGone(t *testing.T, ip string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		nh, err := f.nextHops()
+		must(t, err)
+		if nh[ip] == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("route %s not withdrawn", ip)
+}
+
+// rcvdRE matches FRR's "debug bgp updates in" line for one received prefix.
+// ("... rcvd 10.200.0.0/32 with addpath ID 3 IPv4 unicast"; withdrawals
+// read "rcvd UPDATE about ... -- withdrawn" and don't match).
+var rcvdRE = regexp.MustCompile(`^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3}) BGP: .* rcvd (\d+\.\d+\.\d+\.\d+)/32 with addpath`)
+
+// wireTimes parses bgpd's log for when each prefix's last next hop arrived
+// (the UPDATE carrying it on the wire, seen by the router).
+func wireTimes(t *testing.T, logPath string) map[string]time.Time {
+	f, err := os.Open(logPath)
+	must(t, err)
+	defer f.Close()
+	out := map[string]time.Time{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := rcvdRE.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		ts, err := time.ParseInLocation("2006/01/02 15:04:05.000", m[1], time.Local)
+		if err != nil {
+			continue
+		}
+		out[m[2]] = ts // the last UPDATE for a prefix completes it
+	}
+	return out
+}
+
+type sample struct{ total, ours, announce time.Duration }
+
+// ipSeen watches Services and records when each first showed an address:
+// the end of IPAM's part and the start of the announcer's.
+type ipSeen struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // address → first seen
+}
+
+func watchIPs(t *testing.T, ns string) *ipSeen {
+	wc, err := client.NewWithWatch(api.Env.Config, client.Options{Scheme: api.Client.Scheme()})
+	must(t, err)
+	w, err := wc.Watch(ctx, &corev1.ServiceList{}, client.InNamespace(ns))
+	must(t, err)
+	t.Cleanup(w.Stop)
+	s := &ipSeen{seen: map[string]time.Time{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			svc, ok := ev.Object.(*corev1.Service)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			s.mu.Lock()
+			for _, i := range svc.Status.LoadBalancer.Ingress {
+				if _, ok := s.seen[i.IP]; !ok {
+					s.seen[i.IP] = now
+				}
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *ipSeen) at(ip string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[ip]
+}
+
+func (s *ipSeen) forget(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.seen, ip)
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+
+// TestBenchServiceToFIB measures Service created → every next hop in FRR's
+// kernel FIB, split into our part (create → the UPDATE completing the route
+// received by bgpd, from its millisecond log) and the router's (that → FIB).
+// It runs only with EIPLB_BENCH=1 (make bench-bgp) and prints a table.
+func TestBenchServiceToFIB(t *testing.T) {
+	if os.Getenv("EIPLB_BENCH") == "" {
+		t.Skip("benchmark: run with EIPLB_BENCH=1 (make bench-bgp)")
+	}
+	tp := newTopo(t)
+	frr := tp.lab.StartFRR(tp.rtr, strings.Replace(frrConfig([]string{"192.168.100.11"}), "log stdout\n",
+		"log stdout\nlog timestamp precision 3\ndebug bgp updates in\n", 1))
+	basics(t)
+	must(t, api.Client.Get(ctx, client.ObjectKey{Name: "e2e"}, &v1alpha1.EIPPool{}))
+	// A bigger pool for the scale runs.
+	create(t, &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"10.200.0.0/20"}}})
+	api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+	ns := namespace(t)
+	f := openFIB(t, tp.rtr)
+	seen := watchIPs(t, ns)
+	bgpLog := filepath.Join(frr.Dir, "bgpd.log")
+	seq := 0
+	newSvc := func() *corev1.Service {
+		seq++
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("s%05d", seq), Annotations: map[string]string{v1alpha1.AnnotationPool: "bench"}},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(v1alpha1.LoadBalancerClass),
+				Selector: map[string]string{"app": "x"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(80), Protocol: corev1.ProtocolTCP}}},
+		}
+	}
+	ipOf := func(s *corev1.Service) string { return ips(t, s, 1)[0] }
+
+	// one measures single creates; afterDelete deletes another Service
+	// right before each create.
+	one := func(n int, afterDelete bool) []sample {
+		var out []sample
+		for range n {
+			var victim *corev1.Service
+			if afterDelete {
+				victim = newSvc()
+				must(t, api.Client.Create(ctx, victim))
+				f.waitAll(t, []string{ipOf(victim)}, 3, 10*time.Second)
+			}
+			s := newSvc()
+			if victim != nil {
+				must(t, api.Client.Delete(ctx, victim))
+			}
+			t0 := time.Now()
+			must(t, api.Client.Create(ctx, s))
+			ip := ipOf(s)
+			done := f.waitAll(t, []string{ip}, 3, 10*time.Second)
+			wire := wireTimes(t, bgpLog)[ip]
+			out = append(out, sample{total: done[ip].Sub(t0), ours: wire.Sub(t0), announce: wire.Sub(seen.at(ip))})
+			must(t, api.Client.Delete(ctx, s))
+			f.waitGone(t, ip)
+			seen.forget(ip)
+		}
+		return out
+	}
+	burst := func(n int) (lag, oursLag time.Duration) {
+		svcs := make([]*corev1.Service, n)
+		for i := range svcs {
+			svcs[i] = newSvc()
+		}
+		var wg sync.WaitGroup
+		work := make(chan *corev1.Service)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for s := range work {
+					must(t, api.Client.Create(ctx, s))
+				}
+			}()
+		}
+		for _, s := range svcs {
+			work <- s
+		}
+		close(work)
+		wg.Wait()
+		last := time.Now()
+		var addrs []string
+		for _, s := range svcs {
+			addrs = append(addrs, ipOf(s))
+		}
+		done := f.waitAll(t, addrs, 3, 60*time.Second)
+		wire := wireTimes(t, bgpLog)
+		var end, wireEnd time.Time
+		for _, ip := range addrs {
+			if done[ip].After(end) {
+				end = done[ip]
+			}
+			if wire[ip].After(wireEnd) {
+				wireEnd = wire[ip]
+			}
+		}
+		return end.Sub(last), wireEnd.Sub(last)
+	}
+	row := func(name string, ss []sample) string {
+		var tot, ours, ann []time.Duration
+		for _, s := range ss {
+			tot, ours, ann = append(tot, s.total), append(ours, s.ours), append(ann, s.announce)
+		}
+		return fmt.Sprintf("| %-40s | %7s | %7s | %7s | %7s | %7s | %7s |", name, ms(pct(tot, .5)), ms(pct(tot, .99)),
+			ms(pct(ours, .5)), ms(pct(ours, .99)), ms(pct(ann, .5)), ms(pct(ann, .99)))
+	}
+	runs, small, big := 40, 100, 1000
+	if os.Getenv("EIPLB_BENCH") == "quick" {
+		runs, small, big = 3, 10, 20
+	}
+	var table []string
+	table = append(table, row("one Service, 0 others", one(runs, false)))
+	table = append(table, row("one Service, right after a delete", one(runs, true)))
+	lag100, wire100 := burst(small)
+	lag1000, wire1000 := burst(big) // leaves small+big Services announced
+	table = append(table, row(fmt.Sprintf("one Service, %d others", small+big), one(runs, false)))
+	table = append(table, row(fmt.Sprintf("one Service, %d others, after a delete", small+big), one(runs, true)))
+
+	fmt.Printf("\nService created -> all 3 next hops in FRR's kernel FIB (ms, %d runs each)\n", runs)
+	fmt.Println("| scenario                                 | FIB p50 | FIB p99 | ours p50| ours p99| ann p50 | ann p99 |")
+	fmt.Println("|------------------------------------------|---------|---------|---------|---------|---------|---------|")
+	for _, r := range table {
+		fmt.Println(r)
+	}
+	fmt.Printf("\nBurst lag after the last create returned (ms): %d -> FIB %s (ours %s); %d -> FIB %s (ours %s)\n",
+		small, ms(lag100), ms(wire100), big, ms(lag1000), ms(wire1000))
+	fmt.Println("(FIB: create -> all next hops in the router's kernel FIB. ours: create -> the UPDATE completing the route received")
+	fmt.Println(" by bgpd, IPAM's two API writes included; the rest is FRR's batching and zebra. ann: the address visible in the")
+	fmt.Println(" Service status (watch) -> that UPDATE, i.e. the announcer alone. Timestamps of FRR's log have 1 ms resolution.)")
+}
