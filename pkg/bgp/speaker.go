@@ -39,10 +39,10 @@ type Speaker struct {
 
 	mu      sync.Mutex
 	peers   map[netip.Addr]Peer
-	owners  map[string][]Path                        // owner → its desired paths
-	contrib map[pathKey]map[string]Attributes        // key → owner → attributes
-	sent    map[pathKey]*sentPath                    // what GoBGP holds
-	ids     map[netip.Prefix]map[uint32]struct{}     // ADD-PATH ids in use per prefix
+	owners  map[string][]Path                               // owner → its desired paths
+	contrib map[pathKey]map[string]Attributes               // key → owner → attributes
+	sent    map[pathKey]*sentPath                           // what GoBGP holds
+	ids     map[netip.Prefix]map[uint32]struct{}            // ADD-PATH ids in use per prefix
 	hook    func(added, withdrawn, total int, at time.Time) // test and metrics hook
 }
 
