@@ -327,6 +327,9 @@ func (a *Allocator) Allocate(req Request, pools []*Pool, join JoinCheck) Result 
 			}
 		}
 	}
+	slices.SortStableFunc(res.Assignments, func(x, y Assignment) int {
+		return slices.Index(req.Families, FamilyOf(x.Addr)) - slices.Index(req.Families, FamilyOf(y.Addr))
+	})
 	for _, addr := range a.byHolder[req.UID] {
 		if !keep[addr] {
 			res.Release = append(res.Release, addr)
