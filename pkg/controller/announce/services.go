@@ -264,16 +264,18 @@ func (r *ServiceReconciler) report(ctx context.Context, svc *corev1.Service, key
 		r.announced[key] = now
 	}
 	r.mu.Unlock()
-	if before == now || svc == nil || (!known && now == "" && res.Reason == "") {
+	if before == now || svc == nil {
 		return
 	}
-	logger := log.FromContext(ctx)
+	log.FromContext(ctx).V(1).Info("Next hops changed", "service", klog.KObj(svc), "nextHops", res.NextHops)
+	// Events only when a Service starts or stops being announced: a node
+	// going NotReady changes the next hops of every Service, and an Event
+	// each would be a storm of API writes.
 	switch {
-	case now != "":
-		logger.V(1).Info("Announced", "service", klog.KObj(svc), "nextHops", res.NextHops)
+	case !known && now != "":
 		r.recorder.Eventf(svc, nil, corev1.EventTypeNormal, "Announced", "Announce",
 			"Announced by %s via %d next hops: %s", r.opts.NodeName, len(res.NextHops), now)
-	case known:
+	case known && now == "":
 		r.recorder.Eventf(svc, nil, corev1.EventTypeWarning, "Withdrawn", "Announce",
 			"Withdrawn by %s: %s", r.opts.NodeName, res.Reason)
 	}

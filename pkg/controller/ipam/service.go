@@ -499,13 +499,17 @@ func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 		}
 		return fmt.Errorf("writing status: %w", err)
 	}
-	if !sameCond && (old == nil || old.Reason != cond.Reason || old.Status != cond.Status || old.Message != cond.Message) {
-		kind := corev1.EventTypeNormal
-		if cond.Status != metav1.ConditionTrue {
-			kind = corev1.EventTypeWarning
-			log.FromContext(ctx).Info("Service has no address", "service", klog.KObj(svc), "reason", cond.Reason, "message", cond.Message)
-		}
-		r.recorder.Eventf(svc, nil, kind, cond.Reason, "AllocateIP", "%s", cond.Message)
+	// Events for failures and for changes of a working Service; a first
+	// allocation is plain from the status, and an Event for each of
+	// thousands of new Services would cost as many API writes as the
+	// allocation itself.
+	switch {
+	case sameCond:
+	case cond.Status != metav1.ConditionTrue:
+		log.FromContext(ctx).Info("Service has no address", "service", klog.KObj(svc), "reason", cond.Reason, "message", cond.Message)
+		r.recorder.Eventf(svc, nil, corev1.EventTypeWarning, cond.Reason, "AllocateIP", "%s", cond.Message)
+	case old != nil && (old.Status != cond.Status || old.Message != cond.Message):
+		r.recorder.Eventf(svc, nil, corev1.EventTypeNormal, cond.Reason, "AllocateIP", "%s", cond.Message)
 	}
 	return nil
 }
