@@ -95,7 +95,8 @@ func run(keep bool, dir, bin, kubectl string) error {
 			return err
 		}
 		cmd := exec.CommandContext(ctx, bin, "--kubeconfig="+kubeconfig, "--leader-elect=true",
-			"--leader-election-namespace=eiplb-system", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+			"--leader-election-namespace=eiplb-system", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+			"--announce=false") // no router in this demo yet
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("starting %s (run `make build`): %w", bin, err)
