@@ -278,20 +278,23 @@ func (a *Allocator) Allocate(req Request, pools []*Pool, join JoinCheck) Result 
 	var res Result
 	keep := map[netip.Addr]bool{}
 	var reservedNow []netip.Addr
+	// keepHeld keeps what the Service already holds of a family, so a
+	// request it can't satisfy never takes a working address away.
+	keepHeld := func(fam Family) {
+		for _, addr := range a.byHolder[req.UID] {
+			if FamilyOf(addr) == fam {
+				keep[addr] = true
+				al := a.byAddr[addr]
+				res.Assignments = append(res.Assignments, Assignment{Addr: addr, Pool: al.Pool, SharingKey: al.SharingKey, State: Held})
+				return
+			}
+		}
+	}
 	for _, fam := range req.Families {
 		asg, fail := a.allocateFamily(req, fam, pools, byName, join)
 		if fail != nil {
 			res.Failures = append(res.Failures, *fail)
-			// Keep what the Service already holds of this family, so a
-			// request it can't satisfy never takes a working address away.
-			for _, addr := range a.byHolder[req.UID] {
-				if FamilyOf(addr) == fam {
-					keep[addr] = true
-					al := a.byAddr[addr]
-					res.Assignments = append(res.Assignments, Assignment{Addr: addr, Pool: al.Pool, SharingKey: al.SharingKey, State: Held})
-					break
-				}
-			}
+			keepHeld(fam)
 			continue
 		}
 		keep[asg.Addr] = true
@@ -317,14 +320,7 @@ func (a *Allocator) Allocate(req Request, pools []*Pool, join JoinCheck) Result 
 		})
 		// A family whose new address was dropped keeps what it held.
 		for _, fam := range dropped {
-			for _, addr := range a.byHolder[req.UID] {
-				if FamilyOf(addr) == fam {
-					keep[addr] = true
-					al := a.byAddr[addr]
-					res.Assignments = append(res.Assignments, Assignment{Addr: addr, Pool: al.Pool, SharingKey: al.SharingKey, State: Held})
-					break
-				}
-			}
+			keepHeld(fam)
 		}
 	}
 	slices.SortStableFunc(res.Assignments, func(x, y Assignment) int {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eiplb/eiplb/pkg/testenv"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,7 +127,7 @@ func TestAnnouncer(t *testing.T) {
 	})
 
 	t.Run("session status per replica", func(t *testing.T) {
-		eventually(t, func() string {
+		eventually(t, 10*time.Second, func() string {
 			p := &v1alpha1.BGPPeer{}
 			must(t, k8s.Get(ctx, client.ObjectKeyFromObject(peer), p))
 			if len(p.Status.Sessions) != 1 || p.Status.Sessions[0].Manager != "n1" || p.Status.Sessions[0].State != "Established" || p.Status.Sessions[0].PrefixesSent != 3 {
@@ -136,7 +138,7 @@ func TestAnnouncer(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		eventually(t, func() string {
+		eventually(t, 10*time.Second, func() string {
 			paths, up := gauge(t, "eiplb_bgp_paths", ""), gauge(t, "eiplb_bgp_session_up", "127.0.0.1")
 			if paths != 3 || up != 1 {
 				return fmt.Sprintf("eiplb_bgp_paths %v, eiplb_bgp_session_up %v", paths, up)
@@ -150,7 +152,7 @@ func TestAnnouncer(t *testing.T) {
 			p.Spec.PeerAddress = "127.0.0.2"
 			p.Spec.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "nope", Key: "password"}
 		})
-		eventually(t, func() string {
+		eventually(t, 10*time.Second, func() string {
 			p := &v1alpha1.BGPPeer{}
 			must(t, k8s.Get(ctx, client.ObjectKeyFromObject(bad), p))
 			if len(p.Status.Sessions) != 1 || p.Status.Sessions[0].State != "NotConfigured" || !strings.Contains(p.Status.Sessions[0].LastError, "eiplb-system/nope not found") {
@@ -173,19 +175,6 @@ func withCommunity(lines []string) []string {
 		out[i] = l + " communities=[4259840100]"
 	}
 	return out
-}
-
-func eventually(t *testing.T, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		if last = cond(); last == "" {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal(last)
 }
 
 // TestPeerValidation: the API server rejects bad peers and advertisements.
@@ -257,3 +246,5 @@ func gauge(t *testing.T, name, peer string) float64 {
 	}
 	return -1
 }
+
+var eventually = testenv.Eventually

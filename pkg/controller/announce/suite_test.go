@@ -35,13 +35,6 @@ func TestMain(m *testing.M) {
 
 func unique(p string) string { return fmt.Sprintf("%s-%d", p, seq.Add(1)) }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // startManager runs a manager (IPAM and announcer) on node "node" until the
 // test ends.
 func startManager(t *testing.T, node string) {
@@ -158,3 +151,5 @@ func waitIP(t *testing.T, ns, name string) string {
 	t.Fatalf("%s/%s got no address", ns, name)
 	return ""
 }
+
+var must = testenv.Must

@@ -123,27 +123,6 @@ func newService(t *testing.T, ns, name string, opts ...svcOpt) *corev1.Service {
 	return s
 }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// eventually polls cond until it returns "" or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		if last = cond(); last == "" {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s: %s", timeout, last)
-}
-
 func getService(t *testing.T, ns, name string) *corev1.Service {
 	t.Helper()
 	s := &corev1.Service{}
@@ -201,3 +180,6 @@ func containsAll(s string, parts ...string) bool {
 	}
 	return true
 }
+
+var must = testenv.Must
+var eventually = testenv.Eventually

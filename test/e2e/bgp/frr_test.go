@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eiplb/eiplb/pkg/testenv"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -181,26 +183,6 @@ func TestFRRMD5(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		if last = cond(); last == "" {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal(last)
-}
-
 // TestFRRGracefulRestart: with graceful restart, FRR keeps the routes while
 // the manager is killed and restarted, and the route never leaves its FIB.
 func TestFRRGracefulRestart(t *testing.T) {
@@ -244,3 +226,6 @@ func TestFRRGracefulRestart(t *testing.T) {
 		return ""
 	})
 }
+
+var must = testenv.Must
+var eventually = testenv.Eventually
