@@ -82,7 +82,10 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if err != nil {
 		return nil, err
 	}
-	lease, renew, retry := orDefault(opts.LeaseDuration, 4*time.Second), orDefault(opts.RenewDeadline, 3*time.Second), orDefault(opts.RetryPeriod, 500*time.Millisecond)
+	// Short leases bound how long allocation pauses when the leader dies.
+	// They are safe here because correctness never rests on there being one
+	// leader: the API server refuses a second record of an address.
+	lease, renew, retry := orDefault(opts.LeaseDuration, 2*time.Second), orDefault(opts.RenewDeadline, 1500*time.Millisecond), orDefault(opts.RetryPeriod, 250*time.Millisecond)
 	if opts.LeaderElectionNamespace == "" {
 		opts.LeaderElectionNamespace = "eiplb-system"
 	}

@@ -3,9 +3,12 @@ package ipam
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -55,6 +58,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	alloc := ipam.NewAllocator()
 	poolEvents := make(chan event.TypedGenericEvent[*v1alpha1.EIPPool], 1024)
+	// Standby replicas keep their Service and pool informers warm, so a new
+	// leader allocates at once instead of first listing every Service.
+	for _, obj := range []client.Object{&corev1.Service{}, &v1alpha1.EIPPool{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
 	idx, err := newAllocationIndex(ctx, mgr.GetCache(), alloc, func(pool string) {
 		p := &v1alpha1.EIPPool{}
 		p.Name = pool
@@ -85,7 +95,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	})
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("ipam-service").
-		For(&corev1.Service{}, builder.WithPredicates(servicePredicate(svcR.ours))).
+		For(&corev1.Service{}, builder.WithPredicates(servicePredicate(svcR.ours, alloc))).
 		Watches(&v1alpha1.EIPPool{}, pending, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A record deleted or shrunk frees an address (retry the pending
 		// Services) or was removed by hand (its holders take it back).
@@ -129,17 +139,46 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	return nil
 }
 
-// servicePredicate passes the events of Services that are or were served.
-func servicePredicate(ours func(*corev1.Service) bool) predicate.Funcs {
+// servicePredicate passes the events of Services that are or were served,
+// except the echo of the manager's own status write (a Service whose spec
+// and metadata did not change and whose status shows exactly what it
+// holds), which would otherwise double the reconciles.
+func servicePredicate(ours func(*corev1.Service) bool, alloc *ipam.Allocator) predicate.Funcs {
 	is := func(o client.Object) bool {
 		s, ok := o.(*corev1.Service)
 		return ok && ours(s)
 	}
 	return predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool { return is(e.Object) || hasCondition(e.Object) },
-		UpdateFunc: func(e event.UpdateEvent) bool { return is(e.ObjectOld) || is(e.ObjectNew) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if !is(e.ObjectOld) && !is(e.ObjectNew) {
+				return false
+			}
+			o, n := e.ObjectOld.(*corev1.Service), e.ObjectNew.(*corev1.Service)
+			sameInput := equality.Semantic.DeepEqual(o.Spec, n.Spec) && maps.Equal(o.Annotations, n.Annotations) &&
+				maps.Equal(o.Labels, n.Labels) && n.DeletionTimestamp == nil
+			return !sameInput || !showsHeld(n, alloc)
+		},
 		DeleteFunc: func(e event.DeleteEvent) bool { return is(e.Object) || hasCondition(e.Object) },
 	}
+}
+
+// showsHeld reports whether a Service's status shows exactly the addresses
+// it holds, with an IPAllocated condition.
+func showsHeld(s *corev1.Service, alloc *ipam.Allocator) bool {
+	if !hasCondition(s) {
+		return false
+	}
+	held := alloc.HeldBy(string(s.UID))
+	if len(held) != len(s.Status.LoadBalancer.Ingress) {
+		return false
+	}
+	for _, ing := range s.Status.LoadBalancer.Ingress {
+		if !slices.ContainsFunc(held, func(al ipam.Allocation) bool { return al.Addr.String() == ing.IP }) {
+			return false
+		}
+	}
+	return true
 }
 
 // hasCondition spots a Service eiplb once served (to clean up after a class
