@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -58,6 +59,28 @@ func (f *fib) nextHops() (map[string]int, error) {
 		}
 		out[r.Dst.IP.String()] = n
 	}
+	return out, nil
+}
+
+// gateways returns the sorted gateways of the /32 route to ip.
+func (f *fib) gateways(ip string) ([]string, error) {
+	routes, err := f.h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.String() != ip {
+			continue
+		}
+		if r.Gw != nil {
+			out = append(out, r.Gw.String())
+		}
+		for _, nh := range r.MultiPath {
+			out = append(out, nh.Gw.String())
+		}
+	}
+	slices.Sort(out)
 	return out, nil
 }
 
@@ -122,6 +145,13 @@ func wireTimes(t *testing.T, logPath string) map[string]time.Time {
 		out[m[2]] = ts // the last UPDATE for a prefix completes it
 	}
 	return out
+}
+
+// countUpdates counts the UPDATE messages bgpd has logged receiving.
+func countUpdates(t *testing.T, logPath string) int {
+	b, err := os.ReadFile(logPath)
+	must(t, err)
+	return strings.Count(string(b), " rcvd UPDATE wlen ")
 }
 
 type sample struct{ total, ours, announce time.Duration }
@@ -300,6 +330,61 @@ func TestBenchServiceToFIB(t *testing.T) {
 	table = append(table, row(fmt.Sprintf("one Service, %d others", small+big), one(runs, false)))
 	table = append(table, row(fmt.Sprintf("one Service, %d others, after a delete", small+big), one(runs, true)))
 
+	// One endpoint change of a Local Service among them: how many UPDATE
+	// messages reach the router, and how long until its FIB follows.
+	loc := newSvc()
+	loc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	must(t, api.Client.Create(ctx, loc))
+	lip := ipOf(loc)
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: loc.Name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: loc.Name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	setEPs := func(nodes ...string) {
+		es.Endpoints = nil
+		for i, n := range nodes {
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.244.1.%d", i+1)},
+				NodeName: ptr.To(n), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+		}
+	}
+	setEPs("node1", "node2")
+	must(t, api.Client.Create(ctx, es))
+	waitGW := func(want ...string) time.Time {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			gw, err := f.gateways(lip)
+			must(t, err)
+			if slices.Equal(gw, want) {
+				return time.Now()
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t.Fatalf("route %s never went via %v", lip, want)
+		return time.Time{}
+	}
+	waitGW("192.168.100.11", "192.168.100.12")
+	var epTimes []time.Duration
+	var updates []int
+	for i := range runs {
+		// Alternate node1+node2 → node2+node3 and back: one next hop swaps.
+		from, to := []string{"192.168.100.11", "192.168.100.12"}, []string{"192.168.100.12", "192.168.100.13"}
+		nodesTo := []string{"node2", "node3"}
+		if i%2 == 1 {
+			from, to, nodesTo = to, from, []string{"node1", "node2"}
+		}
+		_ = from
+		before := countUpdates(t, bgpLog)
+		must(t, api.Client.Get(ctx, client.ObjectKeyFromObject(es), es))
+		setEPs(nodesTo...)
+		t0 := time.Now()
+		must(t, api.Client.Update(ctx, es))
+		done := waitGW(to...)
+		time.Sleep(300 * time.Millisecond) // let any further UPDATE land before counting
+		epTimes = append(epTimes, done.Sub(t0))
+		updates = append(updates, countUpdates(t, bgpLog)-before)
+	}
+	slices.Sort(updates)
+
 	fmt.Printf("\nService created -> all 3 next hops in FRR's kernel FIB (ms, %d runs each)\n", runs)
 	fmt.Println("| scenario                                 | FIB p50 | FIB p99 | ours p50| ours p99| ann p50 | ann p99 |")
 	fmt.Println("|------------------------------------------|---------|---------|---------|---------|---------|---------|")
@@ -308,6 +393,8 @@ func TestBenchServiceToFIB(t *testing.T) {
 	}
 	fmt.Printf("\nBurst lag after the last create returned (ms): %d -> FIB %s (ours %s); %d -> FIB %s (ours %s)\n",
 		small, ms(lag100), ms(wire100), big, ms(lag1000), ms(wire1000))
+	fmt.Printf("One endpoint change (Local Service, %d others announced): FIB follows p50 %s ms, p99 %s ms; UPDATE messages sent per change: min %d, max %d\n",
+		small+big, ms(pct(epTimes, .5)), ms(pct(epTimes, .99)), updates[0], updates[len(updates)-1])
 	fmt.Println("(FIB: create -> all next hops in the router's kernel FIB. ours: create -> the UPDATE completing the route received")
 	fmt.Println(" by bgpd, IPAM's two API writes included; the rest is FRR's batching and zebra. ann: the address visible in the")
 	fmt.Println(" Service status (watch) -> that UPDATE, i.e. the announcer alone. Timestamps of FRR's log have 1 ms resolution.)")
