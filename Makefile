@@ -186,4 +186,4 @@ lab-down: ## Remove every namespace, router process and file left by a crashed p
 bench-bgp: ## BGP scenario: Service -> next hops in FRR's kernel FIB, single and bursts, ours vs the router's part (needs root).
 	@assets=$$(hack/k8s-binaries.sh) || exit 1; \
 	EIPLB_BENCH=1 KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/bgp -count=1 -run TestBenchServiceToFIB -v -timeout 20m 2>&1 \
-		| tee bin/bench-bgp.log | grep -E '^(\||Burst|\(| by|---|ok|FAIL)'
+		| tee bin/bench-bgp.log | grep -E '^(\||Burst|One endpoint|\(| by|---|ok|FAIL)'
