@@ -38,10 +38,6 @@ func (b *bench) baseline(ctx context.Context, prefix string, pattern bool) (base
 	if err != nil {
 		return res, err
 	}
-	mode := corev1.LoadBalancerIPModeProxy
-	setIP := func(s *corev1.Service, ip string) {
-		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip, IPMode: &mode}}
-	}
 	// Each worker owns the objects it is handed; Update refreshes their
 	// resourceVersion, so no read is needed between writes.
 	cpu0 := b.sampleCPU()
@@ -72,23 +68,9 @@ func (b *bench) baseline(ctx context.Context, prefix string, pattern bool) (base
 		cpu1 := b.sampleCPU()
 		t := time.Now()
 		err := parallel(ctx, len(svcs), b.o.workers, func(ctx context.Context, i int) error {
-			s := svcs[i]
-			ip := fmt.Sprintf("10.201.%d.%d", i/256, i%256)
-			ea := &v1alpha1.EIPAllocation{
-				ObjectMeta: metav1.ObjectMeta{Name: ip},
-				Spec: v1alpha1.EIPAllocationSpec{Address: ip, Pool: "bench-baseline", Services: []v1alpha1.ServiceReference{
-					{Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)},
-				}},
-			}
-			if err := b.c.Create(ctx, ea); err != nil {
-				return fmt.Errorf("creating EIPAllocation %s: %w", ip, err)
-			}
+			ea, err := b.writePattern(ctx, svcs[i], fmt.Sprintf("10.201.%d.%d", i/256, i%256))
 			allocs[i] = ea
-			setIP(s, ip)
-			if err := b.c.Status().Update(ctx, s); err != nil {
-				return fmt.Errorf("status of %s: %w", s.Name, err)
-			}
-			return nil
+			return err
 		})
 		if err != nil {
 			return res, err
@@ -120,23 +102,12 @@ func (b *bench) baseline(ctx context.Context, prefix string, pattern bool) (base
 		cpu2 := b.sampleCPU()
 		t = time.Now()
 		err = parallel(ctx, len(svcs), b.o.workers, func(ctx context.Context, i int) error {
-			s := svcs[i]
-			ip := fmt.Sprintf("10.201.%d.%d", 128+i/256, i%256)
-			ea := &v1alpha1.EIPAllocation{
-				ObjectMeta: metav1.ObjectMeta{Name: ip},
-				Spec: v1alpha1.EIPAllocationSpec{Address: ip, Pool: "bench-baseline", Services: []v1alpha1.ServiceReference{
-					{Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)},
-				}},
-			}
-			if err := b.c.Create(ctx, ea); err != nil {
-				return fmt.Errorf("creating EIPAllocation %s: %w", ip, err)
-			}
+			ea, err := b.writePattern(ctx, svcs[i], fmt.Sprintf("10.201.%d.%d", 128+i/256, i%256))
 			allocs2[i] = ea
-			setIP(s, ip)
-			if err := b.c.Status().Update(ctx, s); err != nil {
-				return fmt.Errorf("status of %s: %w", s.Name, err)
+			if err != nil {
+				return err
 			}
-			events <- s.DeepCopy()
+			events <- svcs[i].DeepCopy()
 			return nil
 		})
 		close(events)
@@ -172,4 +143,29 @@ func (b *bench) baseline(ctx context.Context, prefix string, pattern bool) (base
 		return res, fmt.Errorf("deleting the baseline objects: %w", err)
 	}
 	return res, nil
+}
+
+// writePattern does what the manager does for one allocation: create the
+// EIPAllocation record, then write the Service status.
+func (b *bench) writePattern(ctx context.Context, s *corev1.Service, ip string) (*v1alpha1.EIPAllocation, error) {
+	ea := &v1alpha1.EIPAllocation{
+		ObjectMeta: metav1.ObjectMeta{Name: ip},
+		Spec: v1alpha1.EIPAllocationSpec{Address: ip, Pool: "bench-baseline", Services: []v1alpha1.ServiceReference{
+			{Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)},
+		}},
+	}
+	if err := b.c.Create(ctx, ea); err != nil {
+		return nil, fmt.Errorf("creating EIPAllocation %s: %w", ip, err)
+	}
+	setIP(s, ip)
+	if err := b.c.Status().Update(ctx, s); err != nil {
+		return ea, fmt.Errorf("status of %s: %w", s.Name, err)
+	}
+	return ea, nil
+}
+
+// setIP sets a Service's status to one address, as the manager writes it.
+func setIP(s *corev1.Service, ip string) {
+	mode := corev1.LoadBalancerIPModeProxy
+	s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip, IPMode: &mode}}
 }
