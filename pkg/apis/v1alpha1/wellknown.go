@@ -1,5 +1,19 @@
 package v1alpha1
 
+import corev1 "k8s.io/api/core/v1"
+
+// Serves reports whether eiplb, serving class (and Services without a
+// class when noClass), serves a Service: type LoadBalancer with that class.
+func Serves(svc *corev1.Service, class string, noClass bool) bool {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	if svc.Spec.LoadBalancerClass == nil {
+		return noClass
+	}
+	return *svc.Spec.LoadBalancerClass == class
+}
+
 // Service annotations and names eiplb reads.
 const (
 	// LoadBalancerClass is the spec.loadBalancerClass eiplb serves.

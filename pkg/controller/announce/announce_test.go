@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/bgp/bgptest"
@@ -139,7 +138,7 @@ func TestAnnouncer(t *testing.T) {
 
 	t.Run("metrics", func(t *testing.T) {
 		eventually(t, 10*time.Second, func() string {
-			paths, up := gauge(t, "eiplb_bgp_paths", ""), gauge(t, "eiplb_bgp_session_up", "127.0.0.1")
+			paths, up := testenv.Gauge(t, "eiplb_bgp_paths", nil), testenv.Gauge(t, "eiplb_bgp_session_up", map[string]string{"peer": "127.0.0.1"})
 			if paths != 3 || up != 1 {
 				return fmt.Sprintf("eiplb_bgp_paths %v, eiplb_bgp_session_up %v", paths, up)
 			}
@@ -220,31 +219,6 @@ func TestPeerValidation(t *testing.T) {
 			t.Errorf("advertisement %+v: got %v, want Invalid", spec, err)
 		}
 	}
-}
-
-// gauge reads a gauge from controller-runtime's registry (with label peer
-// when given); -1 when absent.
-func gauge(t *testing.T, name, peer string) float64 {
-	t.Helper()
-	mfs, err := metrics.Registry.Gather()
-	must(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := peer == ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "peer" && l.GetValue() == peer {
-					match = true
-				}
-			}
-			if match {
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return -1
 }
 
 var eventually = testenv.Eventually

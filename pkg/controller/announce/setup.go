@@ -45,13 +45,7 @@ type Options struct {
 }
 
 func (o Options) serves(svc *corev1.Service) bool {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return false
-	}
-	if svc.Spec.LoadBalancerClass == nil {
-		return o.ServeNoClass
-	}
-	return *svc.Spec.LoadBalancerClass == o.Class
+	return v1alpha1.Serves(svc, o.Class, o.ServeNoClass)
 }
 
 const peersKey = "peers"

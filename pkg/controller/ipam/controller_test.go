@@ -15,10 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/ipam"
+	"github.com/eiplb/eiplb/pkg/testenv"
 )
 
 var ctx = context.Background()
@@ -56,7 +56,7 @@ func TestAllocateFromPool(t *testing.T) {
 	})
 	// The pool metrics say the same.
 	eventually(t, 5*time.Second, func() string {
-		capacity, allocated := metricValue(t, "eiplb_pool_addresses", pool.Name), metricValue(t, "eiplb_pool_addresses_allocated", pool.Name)
+		capacity, allocated := testenv.Gauge(t, "eiplb_pool_addresses", map[string]string{"pool": pool.Name, "family": "IPv4"}), testenv.Gauge(t, "eiplb_pool_addresses_allocated", map[string]string{"pool": pool.Name, "family": "IPv4"})
 		if capacity != 4 || allocated != 1 {
 			return fmt.Sprintf("metrics: capacity %v allocated %v", capacity, allocated)
 		}
@@ -112,29 +112,6 @@ func TestSpecificIP(t *testing.T) {
 		return ""
 	})
 	_ = pool
-}
-
-// metricValue reads a pool gauge (family IPv4) from controller-runtime's
-// registry; -1 when absent.
-func metricValue(t *testing.T, name, pool string) float64 {
-	t.Helper()
-	mfs, err := metrics.Registry.Gather()
-	must(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["pool"] == pool && labels["family"] == "IPv4" {
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return -1
 }
 
 func hasEvent(t *testing.T, ns, name, reason string) bool {

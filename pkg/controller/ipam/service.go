@@ -180,13 +180,7 @@ func (r *ServiceReconciler) reconcile(ctx context.Context, key types.NamespacedN
 }
 
 func (r *ServiceReconciler) ours(svc *corev1.Service) bool {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return false
-	}
-	if svc.Spec.LoadBalancerClass == nil {
-		return r.cfg.ServeNoClass
-	}
-	return *svc.Spec.LoadBalancerClass == r.cfg.Class
+	return v1alpha1.Serves(svc, r.cfg.Class, r.cfg.ServeNoClass)
 }
 
 // request turns a Service into an allocation request; an error is a problem
