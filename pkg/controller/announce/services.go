@@ -146,7 +146,7 @@ func (r *ServiceReconciler) poolLabels(ctx context.Context, a netip.Addr) map[st
 
 func (r *ServiceReconciler) nodes(ctx context.Context) ([]announce.Node, error) {
 	var list corev1.NodeList
-	if err := r.client.List(ctx, &list); err != nil {
+	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	out := make([]announce.Node, 0, len(list.Items))
@@ -178,7 +178,7 @@ func nodeView(n *corev1.Node) announce.Node {
 
 func (r *ServiceReconciler) advertisements(ctx context.Context) ([]announce.Advertisement, error) {
 	var list v1alpha1.BGPAdvertisementList
-	if err := r.client.List(ctx, &list); err != nil {
+	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	out := make([]announce.Advertisement, 0, len(list.Items))

@@ -71,7 +71,7 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 	}
 	allServices := func(ctx context.Context) []reconcile.Request {
 		var list corev1.ServiceList
-		if err := mgr.GetClient().List(ctx, &list); err != nil {
+		if err := mgr.GetClient().List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil
 		}
 		var out []reconcile.Request

@@ -253,7 +253,7 @@ func hasKey(m map[string]string, k string) bool {
 
 func (r *ServiceReconciler) listPools(ctx context.Context) []v1alpha1.EIPPool {
 	var list v1alpha1.EIPPoolList
-	if err := r.client.List(ctx, &list); err != nil {
+	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Error(err, "Listing pools from the cache")
 		return nil
 	}
@@ -545,7 +545,7 @@ func (r *ServiceReconciler) adoptOnce(ctx context.Context) error {
 		return nil
 	}
 	var list corev1.ServiceList
-	if err := r.client.List(ctx, &list); err != nil {
+	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	slices.SortFunc(list.Items, func(a, b corev1.Service) int {
