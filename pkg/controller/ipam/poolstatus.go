@@ -17,8 +17,9 @@ import (
 	"github.com/eiplb/eiplb/pkg/ipam"
 )
 
-// PoolStatusReconciler writes each pool's usage and Ready condition, at most
-// once per MinInterval per pool, and keeps the pool metrics.
+// PoolStatusReconciler writes each pool's usage and Ready condition, and
+// keeps the pool metrics, computing them at most once per minInterval per
+// pool (lastWrite is the last computation).
 type PoolStatusReconciler struct {
 	client      client.Client
 	alloc       *ipam.Allocator
@@ -49,6 +50,14 @@ func (r *PoolStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		return ctrl.Result{}, err
 	}
+	// Rate-limit before computing: counting a pool's allocations costs
+	// O(allocations), and a burst sends an event per allocation.
+	r.mu.Lock()
+	wait := r.minInterval - time.Since(r.lastWrite[pool.Name])
+	r.mu.Unlock()
+	if wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	var list v1alpha1.EIPPoolList
 	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
@@ -65,14 +74,11 @@ func (r *PoolStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		poolAddresses.WithLabelValues(pool.Name, string(f)).Set(float64(u.Capacity))
 		poolAllocated.WithLabelValues(pool.Name, string(f)).Set(float64(u.Allocated))
 	}
+	r.mu.Lock()
+	r.lastWrite[pool.Name] = time.Now()
+	r.mu.Unlock()
 	if statusEqual(&pool.Status, &status) {
 		return ctrl.Result{}, nil
-	}
-	r.mu.Lock()
-	wait := r.minInterval - time.Since(r.lastWrite[pool.Name])
-	r.mu.Unlock()
-	if wait > 0 {
-		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	upd := pool.DeepCopy()
 	upd.Status = status
@@ -82,9 +88,6 @@ func (r *PoolStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		return ctrl.Result{}, fmt.Errorf("writing pool status: %w", err)
 	}
-	r.mu.Lock()
-	r.lastWrite[pool.Name] = time.Now()
-	r.mu.Unlock()
 	return ctrl.Result{}, nil
 }
 
