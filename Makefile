@@ -178,8 +178,9 @@ bench-ipam: ## IPAM scale scenario: 3 managers, leader killed, 5000 Services, bu
 	KUBEBUILDER_ASSETS=$$assets $(GO) run ./test/e2e/benchipam $(BENCH_ARGS)
 
 .PHONY: lab-down
-lab-down: ## Remove every namespace, router process and file left by a crashed privileged test or lab (needs root).
+lab-down: ## Remove every namespace, router process and file left by a crashed privileged test or lab, and stray test API servers (needs root).
 	$(GO) run ./test/netlab/cleanup -all
+	-pkill -9 -f '$(HOME)/.cache/eiplb/k8s/[^ ]*/(kube-apiserver|etcd)' ; true
 	rm -rf .lab
 
 .PHONY: bench-bgp
