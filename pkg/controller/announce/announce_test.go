@@ -82,6 +82,16 @@ func TestAnnouncer(t *testing.T) {
 		if len(ids) != 3 {
 			t.Errorf("paths share ADD-PATH ids: %v", got)
 		}
+		eventually(t, 10*time.Second, func() string {
+			var list corev1.EventList
+			must(t, k8s.List(ctx, &list, client.InNamespace(ns.Name)))
+			for _, e := range list.Items {
+				if e.InvolvedObject.Name == "web" && e.Reason == "Announced" && strings.Contains(e.Message, "Announced by n1 via 3 next hops") {
+					return ""
+				}
+			}
+			return "no Announced event for web"
+		})
 	})
 
 	t.Run("NotReady, cordoned and excluded nodes are withdrawn", func(t *testing.T) {
