@@ -211,7 +211,7 @@ func (r *ServiceReconciler) request(ctx context.Context, svc *corev1.Service) (i
 	if _, ok := svc.Annotations[v1alpha1.AnnotationIP]; !ok && svc.Spec.LoadBalancerIP != "" {
 		ips, source = svc.Spec.LoadBalancerIP, "spec.loadBalancerIP"
 	}
-	if ips != "" || svc.Annotations[v1alpha1.AnnotationIP] != "" || hasKey(svc.Annotations, v1alpha1.AnnotationIP) {
+	if ips != "" || hasKey(svc.Annotations, v1alpha1.AnnotationIP) {
 		addrs, err := ipam.ParseIPs(ips)
 		if err != nil {
 			errs = append(errs, source+": "+err.Error())
