@@ -51,7 +51,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		opts.IPMode = corev1.LoadBalancerIPModeProxy
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = 8
 	}
 	if opts.PoolStatusInterval <= 0 {
 		opts.PoolStatusInterval = time.Second
