@@ -65,7 +65,7 @@ func main() {
 	flag.IntVar(&o.services, "services", 5000, "Services allocated while the leader is killed.")
 	flag.IntVar(&o.burst, "burst", 1000, "Services created as fast as possible after the kill (0 skips the burst).")
 	flag.IntVar(&o.baseline, "baseline-services", 500, "Services of a foreign class used to measure the plain status-write rate.")
-	flag.IntVar(&o.workers, "workers", 4, "Concurrent status writers of the baseline and --ipam-workers of the managers.")
+	flag.IntVar(&o.workers, "workers", 8, "Concurrent status writers of the baseline and --ipam-workers of the managers.")
 	flag.IntVar(&o.creators, "creators", 8, "Concurrent creators of the initial Services (client QPS 500, burst 1000).")
 	flag.IntVar(&o.burstCreators, "burst-creators", 16, "Concurrent creators of the burst (no client-side rate limit).")
 	flag.StringVar(&o.burstMode, "burst-mode", "create", "create: the burst creates Services; convert: it turns pre-created ClusterIP Services into LoadBalancers (arrivals faster than the API server creates Services).")
