@@ -229,3 +229,33 @@ func TestFRRGracefulRestart(t *testing.T) {
 
 var must = testenv.Must
 var eventually = testenv.Eventually
+
+// TestFRRAPIServerUnreachable: when the manager loses the API server,
+// nothing is withdrawn; when it comes back, changes flow again.
+func TestFRRAPIServerUnreachable(t *testing.T) {
+	tp := newTopo(t)
+	tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}))
+	nodes := basics(t)
+	mgr := api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+	ns := namespace(t)
+	ip := ips(t, service(t, ns, "web", false, corev1.IPv4Protocol), 1)[0]
+	all := netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13")
+	tp.rtr.WaitRoute(t, ip, 10*time.Second, all)
+
+	mgr.API.Cut()
+	start := time.Now()
+	for time.Since(start) < 8*time.Second {
+		r, found, err := tp.rtr.Route(ip)
+		must(t, err)
+		if !all(r, found) {
+			t.Fatalf("route changed %s after the API server became unreachable: %v (found %v)", time.Since(start).Round(time.Millisecond), r, found)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mgr.API.Restore()
+	n := nodes[2]
+	must(t, api.Client.Get(ctx, client.ObjectKeyFromObject(n), n))
+	n.Spec.Unschedulable = true
+	must(t, api.Client.Update(ctx, n))
+	tp.rtr.WaitRoute(t, ip, 30*time.Second, netlab.Via("192.168.100.11", "192.168.100.12"))
+}

@@ -108,48 +108,79 @@ func (a *API) Stop() {
 // Manager returns the path of the built eiplb-manager.
 func (a *API) Manager() string { return filepath.Join(a.bin, "eiplb-manager") }
 
+// APIProxy forwards a node namespace's loopback port to the API server on
+// the host's loopback. Cut makes the API server unreachable from the node
+// (open connections reset, new ones refused) until Restore.
+type APIProxy struct {
+	mu   sync.Mutex
+	cut  bool
+	open map[net.Conn]struct{}
+}
+
+// Cut makes the API server unreachable through the proxy.
+func (p *APIProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.open {
+		_ = c.Close()
+	}
+	p.open = map[net.Conn]struct{}{}
+}
+
+// Restore lets connections through again.
+func (p *APIProxy) Restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
+func (p *APIProxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut {
+		return false
+	}
+	for _, c := range cs {
+		p.open[c] = struct{}{}
+	}
+	return true
+}
+
 // KubeconfigIn gives a node namespace access to the API server: a proxy
 // listening on the namespace's loopback forwards to the host's. It returns
-// the path of a kubeconfig that points there; everything stops with the
-// test.
-func (a *API) KubeconfigIn(t testing.TB, ns *netlab.NS) string {
+// the path of a kubeconfig that points there, and the proxy; everything
+// stops with the test.
+func (a *API) KubeconfigIn(t testing.TB, ns *netlab.NS) (string, *APIProxy) {
 	t.Helper()
 	l, err := ns.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	proxy := &APIProxy{open: map[net.Conn]struct{}{}}
 	var wg sync.WaitGroup
-	conns := make(chan net.Conn, 64)
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
-				close(conns)
 				return
 			}
-			conns <- c
-		}
-	}()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var open []net.Conn
-		for c := range conns {
 			up, err := net.DialTimeout("tcp", a.host, 5*time.Second) // the host's namespace
 			if err != nil {
 				_ = c.Close()
 				continue
 			}
-			open = append(open, c, up)
+			if !proxy.track(c, up) {
+				_ = c.Close()
+				_ = up.Close()
+				continue
+			}
 			wg.Add(2)
 			go func() { defer wg.Done(); _, _ = io.Copy(up, c); _ = up.(*net.TCPConn).CloseWrite() }()
 			go func() { defer wg.Done(); _, _ = io.Copy(c, up); _ = c.(*net.TCPConn).CloseWrite() }()
 		}
-		for _, c := range open {
-			_ = c.Close()
-		}
 	}()
-	t.Cleanup(func() { _ = l.Close(); <-done; wg.Wait() })
+	t.Cleanup(func() { _ = l.Close(); proxy.Cut(); wg.Wait() })
 
 	u, err := clientcmd.Load(a.Kubeconfig)
 	if err != nil {
@@ -162,7 +193,7 @@ func (a *API) KubeconfigIn(t testing.TB, ns *netlab.NS) string {
 	if err := clientcmd.WriteToFile(*u, path); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, proxy
 }
 
 // Process is an eiplb process started in a namespace.
@@ -170,6 +201,9 @@ type Process struct {
 	cmd  *exec.Cmd
 	Log  string
 	done chan struct{}
+	// API is the process's way to the API server; Cut it to make the API
+	// server unreachable for this process alone.
+	API *APIProxy
 }
 
 // StartManager runs eiplb-manager in the node's namespace as node name,
@@ -177,7 +211,7 @@ type Process struct {
 // test ends.
 func (a *API) StartManager(t testing.TB, node *netlab.NS, name, routerID string, args ...string) *Process {
 	t.Helper()
-	kc := a.KubeconfigIn(t, node)
+	kc, proxy := a.KubeconfigIn(t, node)
 	logPath := filepath.Join(node.Lab().Dir(), fmt.Sprintf("manager-%s-%d.log", name, time.Now().UnixNano()))
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -193,7 +227,7 @@ func (a *API) StartManager(t testing.TB, node *netlab.NS, name, routerID string,
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &Process{cmd: cmd, Log: logPath, done: make(chan struct{})}
+	p := &Process{cmd: cmd, Log: logPath, done: make(chan struct{}), API: proxy}
 	go func() { _ = cmd.Wait(); _ = logf.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		p.Signal(syscall.SIGKILL)
