@@ -45,6 +45,9 @@ type Advertisement struct {
 	PoolSelector labels.Selector // nil: every pool
 	NodeSelector labels.Selector // nil: every node
 	Attrs        bgp.Attributes
+	// Peers are the addresses of the peers the paths may go to, resolved
+	// from the advertisement's peer selector; nil: every peer.
+	Peers []netip.Addr
 	// AggregationV4/V6 are prefix lengths (0: host routes).
 	AggregationV4, AggregationV6 int
 }
@@ -120,7 +123,7 @@ func Desired(svc Service, nodes []Node, advs []Advertisement, eligible Eligible)
 			}
 			// Addresses aggregated into one prefix make one path.
 			if !slices.ContainsFunc(nodePaths, func(p bgp.Path) bool { return p.Prefix == prefix }) {
-				nodePaths = append(nodePaths, bgp.Path{Prefix: prefix, NextHop: nh, Attrs: adv.Attrs})
+				nodePaths = append(nodePaths, bgp.Path{Prefix: prefix, NextHop: nh, Attrs: adv.Attrs, Peers: adv.Peers})
 			}
 		}
 		if len(nodePaths) == 0 {

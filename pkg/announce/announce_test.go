@@ -707,3 +707,18 @@ func TestDesiredLocalWrongFamilyIsNoEligibleNode(t *testing.T) {
 		t.Fatalf("got %+v, want NoEligibleNode", res)
 	}
 }
+
+// TestDesiredCarriesPeerRestriction: the peers resolved from the
+// advertisement's selector go on every path (nil: every peer).
+func TestDesiredCarriesPeerRestriction(t *testing.T) {
+	svc := Service{Key: "ns/a", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+	nodes := []Node{{Name: "n1", Ready: true, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}}
+	peers := []netip.Addr{netip.MustParseAddr("192.168.0.1")}
+	res := Desired(svc, nodes, []Advertisement{{Name: "a", Peers: peers}}, nil)
+	if len(res.Paths) != 1 || !reflect.DeepEqual(res.Paths[0].Peers, peers) {
+		t.Fatalf("got %+v, want one path restricted to %v", res.Paths, peers)
+	}
+	if res := Desired(svc, nodes, []Advertisement{{Name: "a"}}, nil); len(res.Paths) != 1 || res.Paths[0].Peers != nil {
+		t.Fatalf("got %+v, want one unrestricted path", res.Paths)
+	}
+}

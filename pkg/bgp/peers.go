@@ -31,13 +31,20 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		delete(s.peers, addr)
+		s.removeFilter(ctx, addr)
 		s.log.Info("Removed BGP peer", "peer", addr)
 	}
 	for addr, p := range want {
 		if _, ok := s.peers[addr]; ok {
 			continue
 		}
+		if err := s.addFilter(ctx, addr); err != nil {
+			errs = append(errs, err)
+			s.removeFilter(ctx, addr)
+			continue
+		}
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p)}); err != nil {
+			s.removeFilter(ctx, addr)
 			errs = append(errs, fmt.Errorf("adding peer %s: %w", p, err))
 			continue
 		}

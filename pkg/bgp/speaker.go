@@ -44,6 +44,10 @@ type Speaker struct {
 	sent    map[pathKey]*sentPath                           // what GoBGP holds
 	ids     map[netip.Prefix]map[uint32]struct{}            // ADD-PATH ids in use per prefix
 	hook    func(added, withdrawn, total int, at time.Time) // test and metrics hook
+
+	filters    map[netip.Addr]*peerFilter    // export filter per peer
+	filterSeq  int                           // names filters uniquely
+	restricted map[netip.Prefix][]netip.Addr // prefix → the only peers it may go to
 }
 
 type pathKey struct {
@@ -90,6 +94,7 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 		contrib: map[pathKey]map[string]Attributes{},
 		sent:    map[pathKey]*sentPath{},
 		ids:     map[netip.Prefix]map[uint32]struct{}{},
+		filters: map[netip.Addr]*peerFilter{}, restricted: map[netip.Prefix][]netip.Addr{},
 	}, nil
 }
 
@@ -143,13 +148,22 @@ func (s *Speaker) SetPaths(owner string, paths []Path) error {
 		}
 	}
 	keys := make([]pathKey, 0, len(affected))
+	prefixes := map[netip.Prefix]bool{}
 	for k := range affected {
 		keys = append(keys, k)
+		prefixes[k.prefix] = true
 	}
 	slices.SortFunc(keys, func(a, b pathKey) int {
 		return cmp.Or(a.prefix.Addr().Compare(b.prefix.Addr()), cmp.Compare(a.prefix.Bits(), b.prefix.Bits()), a.nextHop.Compare(b.nextHop))
 	})
-	return s.apply(keys)
+	// Filters first, so a new restricted prefix never reaches a peer it is
+	// kept from; peers that already had it are refreshed after.
+	refresh, ferr := s.updateFilters(prefixes)
+	err := s.apply(keys)
+	if ferr == nil {
+		ferr = s.refresh(refresh)
+	}
+	return errors.Join(err, ferr)
 }
 
 // apply brings GoBGP in line with contrib for the given keys.

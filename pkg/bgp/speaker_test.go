@@ -198,3 +198,39 @@ func noLeaks(t *testing.T) {
 		goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("github.com/eapache/channels.(*InfiniteChannel).infiniteBuffer"))
 	})
 }
+
+// TestSpeakerPeerRestriction: a prefix restricted to some peers reaches only
+// them, and moving the restriction moves the prefix.
+func TestSpeakerPeerRestriction(t *testing.T) {
+	noLeaks(t)
+	r1 := bgptest.NewAt(t, "127.0.0.1", 65001)
+	r2 := bgptest.NewAt(t, "127.0.0.2", 65001)
+	ctx := context.Background()
+	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001, Logger: logr.Discard()})
+	must(t, err)
+	defer s.Stop(ctx)
+	one, two := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	peer := func(a netip.Addr, port int) Peer {
+		return Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, AddPathSendMax: 16, IPv4: true, IPv6: true}
+	}
+	must(t, s.SetPeers(ctx, []Peer{peer(one, r1.Port), peer(two, r2.Port)}))
+	restricted := func(to ...netip.Addr) []Path {
+		a := p("192.0.2.1/32", "192.168.100.11")
+		a.Peers = to
+		return []Path{a}
+	}
+	must(t, s.SetPaths("a", restricted(two)))
+	must(t, s.SetPaths("b", []Path{p("192.0.2.2/32", "192.168.100.11")}))
+	r1.WaitExactly(t, bgptest.IPv4, "192.0.2.2/32 via 192.168.100.11 id=1")
+	r2.WaitExactly(t, bgptest.IPv4, "192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.2/32 via 192.168.100.11 id=1")
+
+	// The restriction moves to the other router.
+	must(t, s.SetPaths("a", restricted(one)))
+	r1.WaitExactly(t, bgptest.IPv4, "192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.2/32 via 192.168.100.11 id=1")
+	r2.WaitExactly(t, bgptest.IPv4, "192.0.2.2/32 via 192.168.100.11 id=1")
+
+	// No restriction: everywhere.
+	must(t, s.SetPaths("a", restricted()))
+	r1.WaitExactly(t, bgptest.IPv4, "192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.2/32 via 192.168.100.11 id=1")
+	r2.WaitExactly(t, bgptest.IPv4, "192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.2/32 via 192.168.100.11 id=1")
+}

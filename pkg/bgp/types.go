@@ -20,6 +20,9 @@ type Path struct {
 	Prefix  netip.Prefix
 	NextHop netip.Addr
 	Attrs   Attributes
+	// Peers the prefix may be sent to; nil means every peer. A prefix goes
+	// to the union of what its paths allow (nil in any path: every peer).
+	Peers []netip.Addr
 }
 
 // Attributes of a path besides its prefix and next hop.

@@ -13,6 +13,12 @@ type BGPAdvertisementSpec struct {
 	// +optional
 	PoolSelector *metav1.LabelSelector `json:"poolSelector,omitempty"`
 
+	// PeerSelector selects the BGPPeers (by label) the addresses are
+	// announced to. Empty: every peer. A selector that matches no peer
+	// announces to none.
+	// +optional
+	PeerSelector *metav1.LabelSelector `json:"peerSelector,omitempty"`
+
 	// NodeSelector limits the next hops to matching nodes. Empty: every
 	// eligible node.
 	// +optional

@@ -31,10 +31,14 @@ type Receiver struct {
 	Port int
 }
 
-// New starts a receiver; it stops when the test ends.
-func New(t testing.TB, peerASN uint32) *Receiver {
+// New starts a receiver on 127.0.0.1; it stops when the test ends.
+func New(t testing.TB, peerASN uint32) *Receiver { return NewAt(t, "127.0.0.1", peerASN) }
+
+// NewAt starts a receiver listening on a loopback address of its own (for
+// tests with several routers).
+func NewAt(t testing.TB, listen string, peerASN uint32) *Receiver {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", listen+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +48,7 @@ func New(t testing.TB, peerASN uint32) *Receiver {
 	go r.srv.Serve()
 	ctx := context.Background()
 	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: 65000, RouterId: "10.255.0.1", ListenPort: int32(port), ListenAddresses: []string{"127.0.0.1"},
+		Asn: 65000, RouterId: "10.255.0.1", ListenPort: int32(port), ListenAddresses: []string{listen},
 	}}); err != nil {
 		t.Fatal(err)
 	}

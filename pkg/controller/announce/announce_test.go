@@ -172,6 +172,27 @@ func TestAnnouncer(t *testing.T) {
 		waitPaths(t, r, withCommunity(paths(ip, "192.168.100.11", "192.168.100.12", "192.168.100.13")))
 	})
 
+	t.Run("peer selector", func(t *testing.T) {
+		r2 := bgptest.NewAt(t, "127.0.0.2", 65001)
+		createPeer(t, r2.Port, func(p *v1alpha1.BGPPeer) {
+			p.Spec.PeerAddress = "127.0.0.2"
+			p.Labels = map[string]string{"tier": "b"}
+		})
+		all := withCommunity(paths(ip, "192.168.100.11", "192.168.100.12", "192.168.100.13"))
+		waitPaths(t, r2, all)
+		setSelector := func(sel *metav1.LabelSelector) {
+			must(t, k8s.Get(ctx, client.ObjectKeyFromObject(adv), adv))
+			adv.Spec.PeerSelector = sel
+			must(t, k8s.Update(ctx, adv))
+		}
+		setSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"tier": "b"}})
+		waitPaths(t, r, nil)
+		waitPaths(t, r2, all)
+		setSelector(nil)
+		waitPaths(t, r, all)
+		waitPaths(t, r2, all)
+	})
+
 	t.Run("delete withdraws", func(t *testing.T) {
 		must(t, k8s.Delete(ctx, svc))
 		waitPaths(t, r, nil)

@@ -14,6 +14,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -181,9 +182,13 @@ func (r *ServiceReconciler) advertisements(ctx context.Context) ([]announce.Adve
 	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
+	var peers v1alpha1.BGPPeerList
+	if err := r.client.List(ctx, &peers, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
 	out := make([]announce.Advertisement, 0, len(list.Items))
 	for i := range list.Items {
-		a, err := convertAdvertisement(&list.Items[i])
+		a, err := convertAdvertisement(&list.Items[i], peers.Items)
 		if err != nil {
 			// Schema validation makes this unreachable for objects written
 			// through the API; skip rather than announce wrong attributes.
@@ -195,9 +200,21 @@ func (r *ServiceReconciler) advertisements(ctx context.Context) ([]announce.Adve
 	return out, nil
 }
 
-func convertAdvertisement(in *v1alpha1.BGPAdvertisement) (announce.Advertisement, error) {
+func convertAdvertisement(in *v1alpha1.BGPAdvertisement, peers []v1alpha1.BGPPeer) (announce.Advertisement, error) {
 	a := announce.Advertisement{Name: in.Name}
 	var err error
+	if in.Spec.PeerSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(in.Spec.PeerSelector)
+		if err != nil {
+			return a, err
+		}
+		a.Peers = []netip.Addr{} // restricted, maybe to none
+		for i := range peers {
+			if addr, err := netip.ParseAddr(peers[i].Spec.PeerAddress); err == nil && sel.Matches(labels.Set(peers[i].Labels)) {
+				a.Peers = append(a.Peers, addr)
+			}
+		}
+	}
 	if in.Spec.PoolSelector != nil {
 		if a.PoolSelector, err = metav1.LabelSelectorAsSelector(in.Spec.PoolSelector); err != nil {
 			return a, err

@@ -107,6 +107,10 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 		Watches(&v1alpha1.BGPAdvertisement{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 			return allServices(ctx)
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Peer selectors of advertisements match BGPPeer labels.
+		Watches(&v1alpha1.BGPPeer{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+			return allServices(ctx)
+		}), builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), MaxConcurrentReconciles: 4}).
 		Complete(svcR)
 	if err != nil {
