@@ -40,6 +40,8 @@ func prefixSet(name string, prefixes ...netip.Prefix) *api.DefinedSet {
 func (s *Speaker) addFilter(ctx context.Context, addr netip.Addr) error {
 	s.filterSeq++
 	f := &peerFilter{idx: s.filterSeq, denied: map[netip.Prefix]bool{}}
+	// Registered first, so removeFilter can undo a setup that fails half way.
+	s.filters[addr] = f
 	nb, v4, v6, pol := filterNames(f.idx)
 	bits := 32
 	if addr.Is6() {
@@ -72,7 +74,6 @@ func (s *Speaker) addFilter(ctx context.Context, addr netip.Addr) error {
 			return fmt.Errorf("export filter for %s: %w", addr, err)
 		}
 	}
-	s.filters[addr] = f
 	// Deny what is already restricted away from this peer.
 	_, err := s.syncFilter(ctx, addr, f, s.restricted)
 	return err
