@@ -97,15 +97,12 @@ func (s *Speaker) removeFilter(ctx context.Context, addr netip.Addr) {
 }
 
 // allowed returns the peers a prefix may go to (nil: all), from what the
-// owners want now.
+// owners want now. It looks only at the prefix's own paths.
 func (s *Speaker) allowed(prefix netip.Prefix) (peers []netip.Addr, restricted bool) {
 	seen := map[netip.Addr]bool{}
 	any := false
-	for k, owners := range s.contrib {
-		if k.prefix != prefix {
-			continue
-		}
-		for owner := range owners {
+	for nh := range s.hops[prefix] {
+		for owner := range s.contrib[pathKey{prefix, nh}] {
 			for _, p := range s.owners[owner] {
 				if p.Prefix.Masked() != prefix {
 					continue
@@ -171,8 +168,8 @@ func (s *Speaker) updateFilters(prefixes map[netip.Prefix]bool) ([]netip.Addr, e
 }
 
 func (s *Speaker) isSent(prefix netip.Prefix) bool {
-	for k := range s.sent {
-		if k.prefix == prefix {
+	for nh := range s.hops[prefix] {
+		if _, ok := s.sent[pathKey{prefix, nh}]; ok {
 			return true
 		}
 	}

@@ -41,6 +41,7 @@ type Speaker struct {
 	peers   map[netip.Addr]Peer
 	owners  map[string][]Path                               // owner → its desired paths
 	contrib map[pathKey]map[string]Attributes               // key → owner → attributes
+	hops    map[netip.Prefix]map[netip.Addr]struct{}        // prefix → next hops in contrib
 	sent    map[pathKey]*sentPath                           // what GoBGP holds
 	ids     map[netip.Prefix]map[uint32]struct{}            // ADD-PATH ids in use per prefix
 	hook    func(added, withdrawn, total int, at time.Time) // test and metrics hook
@@ -92,6 +93,7 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 		peers:   map[netip.Addr]Peer{},
 		owners:  map[string][]Path{},
 		contrib: map[pathKey]map[string]Attributes{},
+		hops:    map[netip.Prefix]map[netip.Addr]struct{}{},
 		sent:    map[pathKey]*sentPath{},
 		ids:     map[netip.Prefix]map[uint32]struct{}{},
 		filters: map[netip.Addr]*peerFilter{}, restricted: map[netip.Prefix][]netip.Addr{},
@@ -140,6 +142,10 @@ func (s *Speaker) SetPaths(owner string, paths []Path) error {
 		affected[k] = struct{}{}
 		if s.contrib[k] == nil {
 			s.contrib[k] = map[string]Attributes{}
+			if s.hops[k.prefix] == nil {
+				s.hops[k.prefix] = map[netip.Addr]struct{}{}
+			}
+			s.hops[k.prefix][k.nextHop] = struct{}{}
 		}
 		if old, dup := s.contrib[k][owner]; dup {
 			s.contrib[k][owner] = merge([]Attributes{old, p.Attrs})
@@ -177,6 +183,10 @@ func (s *Speaker) apply(keys []pathKey) error {
 		cur := s.sent[k]
 		if len(owners) == 0 {
 			delete(s.contrib, k)
+			delete(s.hops[k.prefix], k.nextHop)
+			if len(s.hops[k.prefix]) == 0 {
+				delete(s.hops, k.prefix)
+			}
 			if cur != nil {
 				del = append(del, cur.uuid)
 				delKeys = append(delKeys, k)

@@ -14,12 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eiplb/eiplb/pkg/testenv"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -236,11 +237,9 @@ func TestBenchServiceToFIB(t *testing.T) {
 	seq := 0
 	newSvc := func() *corev1.Service {
 		seq++
-		return &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("s%05d", seq), Annotations: map[string]string{v1alpha1.AnnotationPool: "bench"}},
-			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(v1alpha1.LoadBalancerClass),
-				Selector: map[string]string{"app": "x"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(80), Protocol: corev1.ProtocolTCP}}},
-		}
+		s := testenv.LoadBalancer(ns, fmt.Sprintf("s%05d", seq))
+		s.Annotations = map[string]string{v1alpha1.AnnotationPool: "bench"}
+		return s
 	}
 	ipOf := func(s *corev1.Service) string { return ips(t, s, 1)[0] }
 

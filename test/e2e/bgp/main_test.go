@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eiplb/eiplb/pkg/testenv"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -137,14 +138,7 @@ func create(t *testing.T, obj client.Object) {
 
 func service(t *testing.T, ns, n string, local bool, families ...corev1.IPFamily) *corev1.Service {
 	t.Helper()
-	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n},
-		Spec: corev1.ServiceSpec{
-			Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To(v1alpha1.LoadBalancerClass),
-			Selector: map[string]string{"app": n},
-			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}},
-		},
-	}
+	s := testenv.LoadBalancer(ns, n)
 	if local {
 		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	}
