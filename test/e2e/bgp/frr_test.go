@@ -243,6 +243,12 @@ func TestFRRAPIServerUnreachable(t *testing.T) {
 	tp.rtr.WaitRoute(t, ip, 10*time.Second, all)
 
 	mgr.API.Cut()
+	// A cordon the manager can't see: the route staying 3-way also proves
+	// the cut is real (without it, node3 would leave the route).
+	n := nodes[2]
+	must(t, api.Client.Get(ctx, client.ObjectKeyFromObject(n), n))
+	n.Spec.Unschedulable = true
+	must(t, api.Client.Update(ctx, n))
 	start := time.Now()
 	for time.Since(start) < 8*time.Second {
 		r, found, err := tp.rtr.Route(ip)
@@ -253,9 +259,5 @@ func TestFRRAPIServerUnreachable(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	mgr.API.Restore()
-	n := nodes[2]
-	must(t, api.Client.Get(ctx, client.ObjectKeyFromObject(n), n))
-	n.Spec.Unschedulable = true
-	must(t, api.Client.Update(ctx, n))
 	tp.rtr.WaitRoute(t, ip, 30*time.Second, netlab.Via("192.168.100.11", "192.168.100.12"))
 }
