@@ -1,0 +1,205 @@
+// Package dataplane computes, without I/O, the forwarding a node needs for
+// the Services eiplb serves: per EIP, protocol and port, the endpoints to
+// DNAT to; which endpoint addresses need masquerading; and which EIPs are
+// protected against loops. The kernel side lives in pkg/dataplane/nft.
+package dataplane
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Mode is how the node forwards EIP traffic.
+type Mode string
+
+const (
+	// ModeNftables: the agent DNATs EIP traffic to endpoints (ipMode Proxy).
+	ModeNftables Mode = "nftables"
+	// ModeKubeProxy: kube-proxy DNATs (ipMode VIP); the agent only
+	// protects the EIPs against loops.
+	ModeKubeProxy Mode = "kube-proxy"
+)
+
+// Proto is an IP protocol number.
+type Proto uint8
+
+// Protocols a Service port may use.
+const (
+	TCP  Proto = 6
+	UDP  Proto = 17
+	SCTP Proto = 132
+)
+
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	case SCTP:
+		return "sctp"
+	}
+	return strconv.Itoa(int(p))
+}
+
+func protoOf(p corev1.Protocol) (Proto, bool) {
+	switch p {
+	case corev1.ProtocolTCP, "":
+		return TCP, true
+	case corev1.ProtocolUDP:
+		return UDP, true
+	case corev1.ProtocolSCTP:
+		return SCTP, true
+	}
+	return 0, false
+}
+
+// Endpoint is one backend of a forward.
+type Endpoint struct {
+	Addr netip.Addr
+	Port uint16
+	// Local: the endpoint runs on this node.
+	Local bool
+}
+
+// AddrPort is the endpoint's address and port.
+func (e Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.Addr, e.Port) }
+
+// Key identifies a forward: traffic to EIP:Port over Proto.
+type Key struct {
+	EIP   netip.Addr
+	Proto Proto
+	Port  uint16
+}
+
+func (k Key) String() string {
+	return k.EIP.String() + "/" + k.Proto.String() + "/" + strconv.Itoa(int(k.Port))
+}
+
+func (k Key) compare(o Key) int {
+	return cmp.Or(k.EIP.Compare(o.EIP), cmp.Compare(k.Proto, o.Proto), cmp.Compare(k.Port, o.Port))
+}
+
+// Forward is where the node sends traffic for one Key.
+type Forward struct {
+	Key
+	// Endpoints sorted by address and port; empty: the traffic is
+	// rejected like that of an unserved port.
+	Endpoints []Endpoint
+}
+
+// Service is the data plane contribution of one Service.
+type Service struct {
+	Key        string // namespace/name
+	Generation int64
+	// EIPs of the Service: traffic to them that no forward takes is
+	// rejected on the node.
+	EIPs []netip.Addr
+	// Forwards sorted by key; none in ModeKubeProxy.
+	Forwards []Forward
+}
+
+// Compute derives a Service's contribution on node from the Service and
+// its EndpointSlices. Under Local only this node's endpoints are used; under
+// Cluster every endpoint, and remote ones are masqueraded (see Table).
+// Endpoints count when ready (or of unknown readiness) and not terminating.
+// Malformed addresses and ports are skipped, never fatal.
+func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string, mode Mode) Service {
+	out := Service{Key: svc.Namespace + "/" + svc.Name, Generation: svc.Generation}
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(ing.IP); err == nil && !slices.Contains(out.EIPs, a.Unmap()) {
+			out.EIPs = append(out.EIPs, a.Unmap())
+		}
+	}
+	slices.SortFunc(out.EIPs, netip.Addr.Compare)
+	if mode == ModeKubeProxy {
+		return out
+	}
+	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	for _, sp := range svc.Spec.Ports {
+		proto, ok := protoOf(sp.Protocol)
+		if !ok || sp.Port <= 0 || sp.Port > 65535 {
+			continue
+		}
+		for _, eip := range out.EIPs {
+			fw := Forward{Key: Key{EIP: eip, Proto: proto, Port: uint16(sp.Port)}}
+			for _, s := range eps {
+				if !familyMatches(s.AddressType, eip) {
+					continue
+				}
+				port, ok := slicePort(s, sp.Name, sp.Protocol)
+				if !ok {
+					continue
+				}
+				for _, ep := range s.Endpoints {
+					if !usable(ep) {
+						continue
+					}
+					isLocal := ep.NodeName != nil && *ep.NodeName == node
+					if local && !isLocal {
+						continue
+					}
+					// One address per endpoint (the API allows one).
+					if len(ep.Addresses) == 0 {
+						continue
+					}
+					a, err := netip.ParseAddr(ep.Addresses[0])
+					if err != nil || a.Unmap().Is4() != eip.Is4() {
+						continue
+					}
+					e := Endpoint{Addr: a.Unmap(), Port: port, Local: isLocal}
+					if !slices.Contains(fw.Endpoints, e) {
+						fw.Endpoints = append(fw.Endpoints, e)
+					}
+				}
+			}
+			slices.SortFunc(fw.Endpoints, func(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) })
+			out.Forwards = append(out.Forwards, fw)
+		}
+	}
+	slices.SortFunc(out.Forwards, func(a, b Forward) int { return a.Key.compare(b.Key) })
+	// Two Service ports with the same protocol and port are invalid; keep the first.
+	out.Forwards = slices.CompactFunc(out.Forwards, func(a, b Forward) bool { return a.Key == b.Key })
+	return out
+}
+
+func familyMatches(t discoveryv1.AddressType, eip netip.Addr) bool {
+	switch t {
+	case discoveryv1.AddressTypeIPv4:
+		return eip.Is4()
+	case discoveryv1.AddressTypeIPv6:
+		return eip.Is6()
+	}
+	return false
+}
+
+// slicePort finds the target port of the Service port named name in a
+// slice (ports match by name; a Service with one unnamed port has "").
+func slicePort(s *discoveryv1.EndpointSlice, name string, proto corev1.Protocol) (uint16, bool) {
+	if proto == "" {
+		proto = corev1.ProtocolTCP
+	}
+	for _, p := range s.Ports {
+		pn, pp := "", corev1.ProtocolTCP
+		if p.Name != nil {
+			pn = *p.Name
+		}
+		if p.Protocol != nil {
+			pp = *p.Protocol
+		}
+		if pn == name && pp == proto && p.Port != nil && *p.Port > 0 && *p.Port <= 65535 {
+			return uint16(*p.Port), true
+		}
+	}
+	return 0, false
+}
+
+func usable(ep discoveryv1.Endpoint) bool {
+	c := ep.Conditions
+	return (c.Ready == nil || *c.Ready) && (c.Terminating == nil || !*c.Terminating)
+}
