@@ -1,0 +1,428 @@
+package agentlink
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	lo    = netip.MustParseAddr("127.0.0.1")
+	eip   = netip.MustParseAddr("192.0.2.10")
+	other = netip.MustParseAddr("192.0.2.11")
+)
+
+// agent is a running Server on a fixed loopback port.
+type agent struct {
+	srv    *Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startAgent(t *testing.T, node string, port int, programmed map[string]Programmed) *agent {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the port of a just stopped agent may linger briefly
+		if ln, err = net.Listen("tcp", netip.AddrPortFrom(lo, uint16(port)).String()); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(node, 20*time.Millisecond, testr.New(t))
+	for k, v := range programmed {
+		srv.SetProgrammed(k, &v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &agent{srv: srv, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(a.done); _ = srv.Serve(ctx, ln) }()
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *agent) stop() {
+	a.cancel()
+	<-a.done
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type changes struct {
+	mu  sync.Mutex
+	all int
+	svc map[string]int
+}
+
+func (c *changes) on(_ string, services []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if services == nil {
+		c.all++
+		return
+	}
+	for _, s := range services {
+		c.svc[s]++
+	}
+}
+
+func startTracker(t *testing.T, port int, addr netip.Addr, opts TrackerOptions) (*Tracker, *changes) {
+	t.Helper()
+	ch := &changes{svc: map[string]int{}}
+	opts.Port, opts.OnChange, opts.Log = port, ch.on, testr.New(t)
+	if opts.DeadAfter == 0 {
+		opts.DeadAfter = 150 * time.Millisecond
+	}
+	opts.Retry = 20 * time.Millisecond
+	tr := NewTracker(opts)
+	tr.SetNodes(map[string]netip.Addr{"n1": addr})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = tr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; waitGoroutines(tr) })
+	return tr, ch
+}
+
+// waitGoroutines gives the per-node loops time to see the cancel.
+func waitGoroutines(*Tracker) { time.Sleep(30 * time.Millisecond) }
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func phase(tr *Tracker) Phase {
+	for _, s := range tr.Status() {
+		return s.Phase
+	}
+	return ""
+}
+
+func TestProgrammedGatesEligibility(t *testing.T) {
+	port := freePort(t)
+	tr, ch := startTracker(t, port, lo, TrackerOptions{})
+	if tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
+		t.Fatal("eligible before any agent answered")
+	}
+	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Generation: 1, Addrs: []netip.Addr{eip}}})
+	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	select {
+	case <-tr.Settled():
+	default:
+		t.Fatal("not settled after the agent answered")
+	}
+	if tr.Eligible("n1", "ns/a", []netip.Addr{eip, other}) {
+		t.Fatal("eligible for an address the agent has not programmed")
+	}
+	if tr.Eligible("n1", "ns/b", []netip.Addr{eip}) || tr.Eligible("n2", "ns/a", []netip.Addr{eip}) {
+		t.Fatal("eligible for a Service or node never programmed")
+	}
+	a.srv.SetProgrammed("ns/b", &Programmed{Generation: 2, Addrs: []netip.Addr{other}})
+	eventually(t, time.Second, "delta", func() bool { return tr.Eligible("n1", "ns/b", []netip.Addr{other}) })
+	ch.mu.Lock()
+	if ch.svc["ns/b"] != 1 {
+		t.Errorf("OnChange for ns/b: %d calls, want 1", ch.svc["ns/b"])
+	}
+	ch.mu.Unlock()
+	a.srv.SetProgrammed("ns/b", nil)
+	eventually(t, time.Second, "delete", func() bool { return !tr.Eligible("n1", "ns/b", []netip.Addr{other}) })
+	if !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
+		t.Fatal("deleting one Service affected another")
+	}
+}
+
+// TestAgentRestartWithinGraceKeepsNode: the agent process goes away and a
+// new one comes back within the grace period: the node never stops being
+// a next hop.
+func TestAgentRestartWithinGraceKeepsNode(t *testing.T) {
+	port := freePort(t)
+	tr, _ := startTracker(t, port, lo, TrackerOptions{Grace: 2 * time.Second})
+	prog := map[string]Programmed{"ns/a": {Generation: 1, Addrs: []netip.Addr{eip}}}
+	a := startAgent(t, "n1", port, prog)
+	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	var lost atomic.Bool
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
+				lost.Store(true)
+			}
+		}
+	}()
+	a.stop()
+	eventually(t, time.Second, "agent seen down", func() bool { return phase(tr) == PhaseAgentDown })
+	time.Sleep(300 * time.Millisecond) // several refused redials
+	b := startAgent(t, "n1", port, prog)
+	eventually(t, 2*time.Second, "new agent up", func() bool { return phase(tr) == PhaseUp })
+	close(stop)
+	<-watched
+	if lost.Load() {
+		t.Fatal("node stopped being eligible during an agent restart within the grace period")
+	}
+	b.stop()
+}
+
+// TestAgentGoneWithdrawnAfterGrace: no agent comes back; the node goes after
+// the grace period, not before.
+func TestAgentGoneWithdrawnAfterGrace(t *testing.T) {
+	port := freePort(t)
+	grace := 400 * time.Millisecond
+	tr, ch := startTracker(t, port, lo, TrackerOptions{Grace: grace})
+	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
+	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	ch.mu.Lock()
+	allBefore := ch.all
+	ch.mu.Unlock()
+	a.stop()
+	stopped := time.Now()
+	eventually(t, 3*time.Second, "withdrawn after grace", func() bool { return !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	if took := time.Since(stopped); took < grace {
+		t.Fatalf("withdrawn after %v, before the grace period of %v", took, grace)
+	}
+	if phase(tr) != PhaseGone {
+		t.Fatalf("phase %s, want Gone", phase(tr))
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.all <= allBefore {
+		t.Fatal("no OnChange when the grace period ended")
+	}
+}
+
+// pausable forwards TCP to an agent and can go silent like a dead host:
+// connections stay open, nothing flows, new ones are accepted and starve.
+type pausable struct {
+	ln     net.Listener
+	to     string
+	paused atomic.Bool
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newPausable(t *testing.T, port int, to string) *pausable {
+	t.Helper()
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(port)).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pausable{ln: ln, to: to}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.track(c)
+			if p.paused.Load() {
+				continue
+			}
+			u, err := net.Dial("tcp", to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.track(u)
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); p.copy(u, c) }()
+			go func() { defer p.wg.Done(); p.copy(c, u) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *pausable) track(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conns = append(p.conns, c)
+}
+
+func (p *pausable) copy(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if p.paused.Load() {
+			continue // swallowed: silence on the wire
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// TestUnreachableWithdrawsAtOnce: silence (host down, link cut) withdraws
+// after DeadAfter without waiting for the grace period.
+func TestUnreachableWithdrawsAtOnce(t *testing.T) {
+	port := freePort(t)
+	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
+	p := newPausable(t, port, netip.AddrPortFrom(lo, uint16(port)).String())
+	dead := 150 * time.Millisecond
+	tr, _ := startTracker(t, port, netip.MustParseAddr("127.0.0.2"), TrackerOptions{Grace: time.Minute, DeadAfter: dead})
+	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	p.paused.Store(true)
+	cut := time.Now()
+	eventually(t, 2*time.Second, "withdrawn", func() bool { return !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	took := time.Since(cut)
+	if phase(tr) != PhaseUnreachable {
+		t.Fatalf("phase %s, want Unreachable", phase(tr))
+	}
+	if took > dead+300*time.Millisecond {
+		t.Errorf("withdrawn %v after the cut; DeadAfter is %v", took, dead)
+	}
+	// Back: the agent's full set makes the node eligible again.
+	p.paused.Store(false)
+	eventually(t, 3*time.Second, "back", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	_ = a
+}
+
+// TestUnreachableForgetsProgrammed: after silence, a refused connection
+// (host rebooted, agent not started yet) must not bring back what the old
+// agent had programmed: the kernel may not have it any more.
+func TestUnreachableForgetsProgrammed(t *testing.T) {
+	port := freePort(t)
+	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
+	p := newPausable(t, port, netip.AddrPortFrom(lo, uint16(port)).String())
+	tr, _ := startTracker(t, port, netip.MustParseAddr("127.0.0.2"), TrackerOptions{Grace: time.Minute})
+	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	p.paused.Store(true)
+	eventually(t, 2*time.Second, "unreachable", func() bool { return phase(tr) == PhaseUnreachable })
+	a.stop() // the proxy now refuses nothing but forwards to a closed port: EOF
+	p.paused.Store(false)
+	eventually(t, 2*time.Second, "gone", func() bool { return phase(tr) == PhaseGone })
+	time.Sleep(100 * time.Millisecond)
+	if tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
+		t.Fatal("eligible again from a programmed set reported before the node was unreachable")
+	}
+}
+
+func TestDrainWaitsForAcknowledgement(t *testing.T) {
+	port := freePort(t)
+	var withdrawn atomic.Bool
+	tr, ch := startTracker(t, port, lo, TrackerOptions{Withdrawn: func(string) bool { return withdrawn.Load() }})
+	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
+	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	ch.mu.Lock()
+	allBefore := ch.all
+	ch.mu.Unlock()
+	done := make(chan []string, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { done <- a.srv.Drain(ctx) }()
+	eventually(t, time.Second, "draining", func() bool { return phase(tr) == PhaseDraining })
+	if tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
+		t.Fatal("a draining node is still eligible")
+	}
+	ch.mu.Lock()
+	if ch.all <= allBefore {
+		t.Error("no OnChange for the drain")
+	}
+	ch.mu.Unlock()
+	select {
+	case m := <-done:
+		t.Fatalf("drain returned %v before the manager withdrew", m)
+	case <-time.After(200 * time.Millisecond):
+	}
+	withdrawn.Store(true)
+	select {
+	case m := <-done:
+		if len(m) != 0 {
+			t.Fatalf("unacknowledged: %v", m)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("drain not acknowledged")
+	}
+	a.stop()
+	eventually(t, time.Second, "gone after drain", func() bool { return phase(tr) == PhaseGone })
+}
+
+func TestDrainTimesOutOnSilentManager(t *testing.T) {
+	port := freePort(t)
+	tr, _ := startTracker(t, port, lo, TrackerOptions{Manager: "m-1", Withdrawn: func(string) bool { return false }})
+	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
+	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if m := a.srv.Drain(ctx); len(m) != 1 || m[0] != "m-1" {
+		t.Fatalf("unacknowledged %v, want [m-1]", m)
+	}
+}
+
+func TestWrongNodeAtAddressIsNotEligible(t *testing.T) {
+	port := freePort(t)
+	tr, _ := startTracker(t, port, lo, TrackerOptions{})
+	startAgent(t, "n2", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
+	eventually(t, 2*time.Second, "answered", func() bool { return phase(tr) != PhaseUnknown })
+	time.Sleep(100 * time.Millisecond)
+	if tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
+		t.Fatal("eligible through another node's agent")
+	}
+}
+
+// TestBadManagerMessageDropsOnlyThatConnection: garbage from a client does
+// not stop the server.
+func TestBadManagerMessageDropsOnlyThatConnection(t *testing.T) {
+	port := freePort(t)
+	a := startAgent(t, "n1", port, nil)
+	c, err := net.Dial("tcp", netip.AddrPortFrom(lo, uint16(port)).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("not json\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("connection not closed by the server: %v", err)
+	}
+	tr, _ := startTracker(t, port, lo, TrackerOptions{})
+	eventually(t, 2*time.Second, "a good manager still served", func() bool { return phase(tr) == PhaseUp })
+	_ = a
+}
