@@ -1,14 +1,82 @@
-// Command eiplb-agent is the per-node data plane of eiplb. The nftables data
-// plane and the liveness protocol are not built yet; until then the agent
-// only says so, so that no deployment mistakes it for a working one.
+// Command eiplb-agent is the per-node data plane of eiplb: it programs the
+// node's nftables so that traffic for an EIP reaches the Service's
+// endpoints, and tells the managers what it has programmed.
 package main
 
 import (
+	"flag"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/eiplb/eiplb/pkg/agent"
+	"github.com/eiplb/eiplb/pkg/agentlink"
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/dataplane/nft"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "eiplb-agent: the node data plane is not implemented yet")
-	os.Exit(2)
+	var opts agent.Options
+	var mode, table string
+	var cleanup bool
+	linkPort := agentlink.DefaultPort
+	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of this node (default $NODE_NAME).")
+	flag.StringVar(&opts.Class, "class", v1alpha1.LoadBalancerClass, "spec.loadBalancerClass served (as the manager's --class).")
+	flag.BoolVar(&opts.ServeNoClass, "serve-services-without-class", false, "Also serve LoadBalancer Services without a class (as the manager's flag).")
+	flag.StringVar(&mode, "dataplane", string(dataplane.ModeNftables), "nftables: DNAT EIP traffic to endpoints (managers with --ip-mode=Proxy); kube-proxy: leave DNAT to kube-proxy (--ip-mode=VIP), only stop loops.")
+	flag.StringVar(&table, "table", "eiplb", "Name of the nftables table (family inet) the agent owns.")
+	flag.IntVar(&linkPort, "link-port", linkPort, "Port the managers connect to (the managers' --agent-port).")
+	flag.StringVar(&opts.LinkAddr, "link-bind-address", "", "Address the managers connect to; default every address of the node at --link-port.")
+	flag.DurationVar(&opts.Heartbeat, "heartbeat", agentlink.DefaultHeartbeat, "Interval of heartbeats to the managers (keep well under their --agent-dead-after).")
+	flag.DurationVar(&opts.DrainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM with the node cordoned: the longest wait for the managers to withdraw the node.")
+	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9475", "Address of the metrics endpoint; 0 disables it.")
+	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9476", "Address of /healthz and /readyz (ready once the rules are in place); 0 disables it.")
+	flag.BoolVar(&cleanup, "cleanup", false, "Remove everything the agent installed (its nftables table) and exit.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	opts.Mode = dataplane.Mode(mode)
+	if opts.Mode != dataplane.ModeNftables && opts.Mode != dataplane.ModeKubeProxy {
+		fail(2, "--dataplane must be nftables or kube-proxy, not %q", mode)
+	}
+	nftOpts := nft.Options{Table: table, Mode: opts.Mode}
+	if cleanup {
+		if err := nft.Cleanup(nftOpts); err != nil {
+			fail(1, "cleanup: %v", err)
+		}
+		fmt.Fprintf(os.Stderr, "eiplb-agent: removed table inet %s\n", table)
+		return
+	}
+	if opts.LinkAddr == "" {
+		opts.LinkAddr = net.JoinHostPort("", strconv.Itoa(linkPort))
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		fail(1, "%v", err)
+	}
+	w, err := nft.New(nftOpts)
+	if err != nil {
+		fail(1, "opening nftables: %v", err)
+	}
+	defer w.Close()
+	a, err := agent.New(cfg, w, opts)
+	if err != nil {
+		fail(1, "%v", err)
+	}
+	if err := a.Run(ctrl.SetupSignalHandler()); err != nil {
+		fail(1, "%v", err)
+	}
+}
+
+func fail(code int, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "eiplb-agent: "+format+"\n", args...)
+	os.Exit(code)
 }

@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/eiplb/eiplb/pkg/agentlink"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/manager"
 )
@@ -42,6 +43,10 @@ func main() {
 	var listenPort int
 	flag.IntVar(&listenPort, "bgp-listen-port", -1, "Port for incoming BGP sessions; -1 only dials out.")
 	flag.DurationVar(&announce.StatusInterval, "peer-status-interval", 2*time.Second, "Minimum time between BGPPeer status writes.")
+	var agents agentlink.TrackerOptions
+	flag.IntVar(&agents.Port, "agent-port", agentlink.DefaultPort, "Port of the node agents; a node is a next hop for a Service only while its agent is alive and has programmed it. 0 turns this off (every Ready node is a next hop).")
+	flag.DurationVar(&agents.Grace, "agent-grace", agentlink.DefaultGrace, "How long a node whose agent process is gone (its host still answering) stays a next hop: its rules keep forwarding, so an agent restart withdraws nothing.")
+	flag.DurationVar(&agents.DeadAfter, "agent-dead-after", agentlink.DefaultDeadAfter, "Silence from a node's agent (host down, link cut) that withdraws the node at once.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -61,6 +66,9 @@ func main() {
 			os.Exit(2)
 		}
 		announce.RouterID, announce.ASN, announce.ListenPort = id, uint32(asn), int32(listenPort)
+		if agents.Port > 0 {
+			announce.Agents = &agents
+		}
 		opts.Announce = &announce
 	}
 	ctx := ctrl.SetupSignalHandler()

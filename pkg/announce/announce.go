@@ -54,8 +54,8 @@ type Advertisement struct {
 
 // Eligible reports whether a node may be a next hop for a Service beyond
 // what the Node object says: the agent is alive and has programmed the
-// Service there. nil means always.
-type Eligible func(node, service string) bool
+// Service there, with every address it has. nil means always.
+type Eligible func(node string, svc Service) bool
 
 // Why a Service has no path.
 const (
@@ -101,7 +101,7 @@ func Desired(svc Service, nodes []Node, advs []Advertisement, eligible Eligible)
 		if adv.NodeSelector != nil && !adv.NodeSelector.Matches(labels.Set(n.Labels)) {
 			continue
 		}
-		if eligible != nil && !eligible(n.Name, svc.Key) {
+		if eligible != nil && !eligible(n.Name, svc) {
 			continue
 		}
 		var nodePaths []bgp.Path

@@ -114,10 +114,10 @@ func checkResult(t *testing.T, got, want Result) {
 
 func TestDesired(t *testing.T) {
 	allowAllBut := func(refused string) Eligible {
-		return func(n, s string) bool {
+		return func(n string, s Service) bool {
 			// Refusing every node when the key is wrong makes a test fail
-			// if Desired passes something other than the Service key.
-			return s == svcKey && n != refused
+			// if Desired passes something other than the Service.
+			return s.Key == svcKey && len(s.Addrs) > 0 && n != refused
 		}
 	}
 	onlyBGPNodes := defaultAdv()
@@ -670,7 +670,7 @@ func BenchmarkDesired(b *testing.B) {
 			Attrs:        defaultAttrs,
 		},
 	}
-	eligible := func(node, service string) bool { return true }
+	eligible := func(string, Service) bool { return true }
 	if got := Desired(svc, nodes, advs, eligible); len(got.Paths) != 100 || len(got.NextHops) != 100 {
 		b.Fatalf("Desired: %d paths, %d next hops, want 100 each", len(got.Paths), len(got.NextHops))
 	}

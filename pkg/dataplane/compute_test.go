@@ -102,7 +102,9 @@ func golden(t *testing.T, name, got string) {
 
 func TestGoldenNftables(t *testing.T) { golden(t, "nftables.golden", scenario(ModeNftables).String()) }
 
-func TestGoldenKubeProxy(t *testing.T) { golden(t, "kube-proxy.golden", scenario(ModeKubeProxy).String()) }
+func TestGoldenKubeProxy(t *testing.T) {
+	golden(t, "kube-proxy.golden", scenario(ModeKubeProxy).String())
+}
 
 func TestComputeLocalUsesOnlyLocalEndpoints(t *testing.T) {
 	s := svc("api", true, []string{"192.0.2.11"}, port("", "", 443))

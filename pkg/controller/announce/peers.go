@@ -34,10 +34,23 @@ type PeerReconciler struct {
 
 	mu       sync.Mutex
 	problems map[string]string // peer name → why it is not configured
+	// settled, when set, is closed once every agent has answered once.
+	settled <-chan struct{}
 }
 
 // Reconcile computes the desired sessions and applies them.
 func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	// No session before the agents have answered once: a session that
+	// came up first would get an End-of-RIB without the paths of nodes not
+	// yet known to be programmed, and a router keeping our routes through
+	// a graceful restart would drop them.
+	if r.settled != nil {
+		select {
+		case <-r.settled:
+		case <-ctx.Done():
+			return ctrl.Result{}, ctx.Err()
+		}
+	}
 	var list v1alpha1.BGPPeerList
 	if err := r.client.List(ctx, &list); err != nil {
 		return ctrl.Result{}, err

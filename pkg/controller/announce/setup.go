@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -15,9 +17,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/eiplb/eiplb/pkg/agentlink"
 	"github.com/eiplb/eiplb/pkg/announce"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 )
@@ -38,8 +43,12 @@ type Options struct {
 	// Class and ServeNoClass select the Services, as for IPAM.
 	Class        string
 	ServeNoClass bool
-	// Eligible is the agent's say on next hops; nil: every Ready node.
+	// Eligible is an extra say on next hops (tests); nil: every Ready node.
 	Eligible announce.Eligible
+	// Agents, when set, makes a node a next hop for a Service only while
+	// its agent is alive and has programmed the Service (pkg/agentlink).
+	// Setup fills in Manager, OnChange, Withdrawn and Log.
+	Agents *agentlink.TrackerOptions
 	// StatusInterval bounds how often session status is written.
 	StatusInterval time.Duration
 }
@@ -68,6 +77,34 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 		client: mgr.GetClient(), speaker: speaker, opts: opts,
 		recorder:  mgr.GetEventRecorder("eiplb-announcer"),
 		announced: map[string]string{}, seen: map[string]time.Time{},
+	}
+	var tracker *agentlink.Tracker
+	agentEvents := make(chan event.TypedGenericEvent[client.Object], 4096)
+	if opts.Agents != nil {
+		to := *opts.Agents
+		to.Manager = opts.NodeName
+		to.Log = mgr.GetLogger().WithName("agents")
+		to.Withdrawn = svcR.withdrawnFrom
+		to.OnChange = func(node string, services []string) {
+			if services == nil {
+				agentEvents <- event.TypedGenericEvent[client.Object]{Object: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}}
+				return
+			}
+			for _, k := range services {
+				ns, name, _ := strings.Cut(k, "/")
+				agentEvents <- event.TypedGenericEvent[client.Object]{Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
+			}
+		}
+		tracker = agentlink.NewTracker(to)
+		if err := mgr.Add(tracker); err != nil {
+			return err
+		}
+		// A second manager in one process (tests) keeps the first one's.
+		_ = metrics.Registry.Register(agentCollector{tracker})
+		extra := opts.Eligible
+		svcR.opts.Eligible = func(node string, svc announce.Service) bool {
+			return tracker.Eligible(node, svc.Key, svc.Addrs) && (extra == nil || extra(node, svc))
+		}
 	}
 	allServices := func(ctx context.Context) []reconcile.Request {
 		var list corev1.ServiceList
@@ -107,6 +144,13 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 		Watches(&v1alpha1.BGPAdvertisement{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 			return allServices(ctx)
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// An agent's state: a whole node, or some of its Services.
+		WatchesRawSource(source.Channel(agentEvents, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			if _, ok := o.(*corev1.Node); ok {
+				return allServices(ctx)
+			}
+			return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+		}))).
 		// Peer selectors of advertisements match BGPPeer labels.
 		Watches(&v1alpha1.BGPPeer{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 			return allServices(ctx)
@@ -118,6 +162,12 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 	}
 
 	peerR := &PeerReconciler{client: mgr.GetClient(), speaker: speaker, opts: opts, recorder: mgr.GetEventRecorder("eiplb-announcer")}
+	if tracker != nil {
+		peerR.settled = tracker.Settled()
+		if err := setupAgentNodes(mgr, tracker); err != nil {
+			return err
+		}
+	}
 	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: peersKey}}}
 	})

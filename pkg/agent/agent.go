@@ -1,0 +1,389 @@
+// Package agent is the node agent: it keeps the node's nftables data plane
+// equal to what the served Services and their EndpointSlices ask for, and
+// streams to the managers which Services it has programmed (pkg/agentlink).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/eiplb/eiplb/pkg/agentlink"
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/dataplane"
+)
+
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+
+// Dataplane is what the agent needs of the kernel writer (pkg/dataplane/nft).
+type Dataplane interface {
+	// Load reads what the kernel holds, changing nothing.
+	Load() error
+	// Sync makes the kernel equal to desired.
+	Sync(desired *dataplane.Table) error
+	// Apply writes the touched part of desired, in one transaction.
+	Apply(desired *dataplane.Table, touched dataplane.Touched) error
+}
+
+// Options of the agent.
+type Options struct {
+	NodeName     string
+	Class        string
+	ServeNoClass bool
+	Mode         dataplane.Mode
+	// LinkAddr is where managers connect (host:port).
+	LinkAddr string
+	// Heartbeat of the link.
+	Heartbeat time.Duration
+	// DrainTimeout bounds how long a draining agent waits for the managers.
+	DrainTimeout time.Duration
+	MetricsAddr  string
+	ProbeAddr    string
+	// SeveralPerProcess lets tests run several agents in one process.
+	SeveralPerProcess bool
+}
+
+// Agent is one node's agent.
+type Agent struct {
+	opts Options
+	dp   Dataplane
+	mgr  ctrl.Manager
+	link *agentlink.Server
+
+	mu     sync.Mutex // serializes the table and the kernel writes
+	table  *dataplane.Table
+	synced chan struct{}
+	ready  bool
+}
+
+// New builds an agent; Run starts it.
+func New(cfg *rest.Config, dp Dataplane, opts Options) (*Agent, error) {
+	if opts.NodeName == "" {
+		return nil, errors.New("the agent needs its node name (--node-name or NODE_NAME)")
+	}
+	if opts.Class == "" {
+		opts.Class = v1alpha1.LoadBalancerClass
+	}
+	if opts.Mode == "" {
+		opts.Mode = dataplane.ModeNftables
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 10 * time.Second
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	a := &Agent{opts: opts, dp: dp, table: dataplane.NewTable(opts.Mode), synced: make(chan struct{}),
+		link: agentlink.NewServer(opts.NodeName, opts.Heartbeat, ctrl.Log.WithName("link"))}
+	strip := func(o any) (any, error) {
+		if m, ok := o.(client.Object); ok {
+			m.SetManagedFields(nil)
+		}
+		// Services eiplb does not serve are kept as bare names.
+		if s, ok := o.(*corev1.Service); ok && !v1alpha1.Serves(s, opts.Class, opts.ServeNoClass) {
+			s.Spec = corev1.ServiceSpec{Type: s.Spec.Type, LoadBalancerClass: s.Spec.LoadBalancerClass}
+			s.Status = corev1.ServiceStatus{}
+			s.Annotations = nil
+		}
+		return o, nil
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: orDefault(opts.MetricsAddr, "0")},
+		HealthProbeBindAddress: orDefault(opts.ProbeAddr, "0"),
+		Controller:             config.Controller{SkipNameValidation: &opts.SeveralPerProcess},
+		Cache: cache.Options{DefaultTransform: strip, ByObject: map[client.Object]cache.ByObject{
+			// Only its own Node.
+			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", opts.NodeName)},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the agent: %w", err)
+	}
+	a.mgr = mgr
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &discoveryv1.EndpointSlice{}, sliceServiceIndex,
+		func(o client.Object) []string {
+			if n := o.GetLabels()[discoveryv1.LabelServiceName]; n != "" {
+				return []string{n}
+			}
+			return nil
+		}); err != nil {
+		return nil, err
+	}
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("agent").
+		For(&corev1.Service{}, builder.WithPredicates(a.servicePredicate())).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			name := o.GetLabels()[discoveryv1.LabelServiceName]
+			if name == "" {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+		})).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), MaxConcurrentReconciles: 1}).
+		Complete(a)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("synced", func(*http.Request) error {
+		select {
+		case <-a.synced:
+			return nil
+		default:
+			return errors.New("initial sync not done")
+		}
+	}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+const sliceServiceIndex = "eiplb.io/service-name"
+
+// Link is the agent's link server (tests read the programmed set).
+func (a *Agent) Link() *agentlink.Server { return a.link }
+
+func (a *Agent) servicePredicate() predicate.Funcs {
+	relevant := func(o client.Object) bool {
+		s, ok := o.(*corev1.Service)
+		return ok && v1alpha1.Serves(s, a.opts.Class, a.opts.ServeNoClass)
+	}
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return relevant(e.Object) },
+		DeleteFunc: func(e event.DeleteEvent) bool { return relevant(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool { return relevant(e.ObjectOld) || relevant(e.ObjectNew) },
+	}
+}
+
+// Run runs the agent until ctx ends. On the way out, if its Node is
+// cordoned (a drain), it first asks the managers to withdraw the node and
+// waits for them (at most DrainTimeout); otherwise (a restart or upgrade) it
+// exits at once, leaving its rules in the kernel to keep forwarding.
+func (a *Agent) Run(ctx context.Context) error {
+	log := ctrl.Log.WithName("agent")
+	if err := a.dp.Load(); err != nil {
+		return fmt.Errorf("reading the kernel's rules: %w", err)
+	}
+	mgrCtx, stopMgr := context.WithCancel(context.Background())
+	defer stopMgr()
+	mgrErr := make(chan error, 1)
+	go func() { mgrErr <- a.mgr.Start(mgrCtx) }()
+	if !a.mgr.GetCache().WaitForCacheSync(ctx) {
+		stopMgr()
+		if err := <-mgrErr; err != nil {
+			return err
+		}
+		return ctx.Err()
+	}
+	start := time.Now()
+	n, err := a.initialSync(ctx)
+	if err != nil {
+		stopMgr()
+		<-mgrErr
+		return err
+	}
+	log.Info("Initial sync done", "services", n, "took", time.Since(start).String())
+	syncSeconds.WithLabelValues("initial").Observe(time.Since(start).Seconds())
+
+	ln, err := net.Listen("tcp", a.opts.LinkAddr)
+	if err != nil {
+		stopMgr()
+		<-mgrErr
+		return fmt.Errorf("listening for managers: %w", err)
+	}
+	linkCtx, stopLink := context.WithCancel(context.Background())
+	defer stopLink()
+	linkDone := make(chan error, 1)
+	go func() { linkDone <- a.link.Serve(linkCtx, ln) }()
+	log.Info("Serving managers", "address", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+	case err := <-mgrErr:
+		stopLink()
+		<-linkDone
+		return err
+	case err := <-linkDone:
+		stopMgr()
+		<-mgrErr
+		return err
+	}
+	if a.cordoned() {
+		log.Info("Node cordoned: asking the managers to withdraw it before exiting", "timeout", a.opts.DrainTimeout.String())
+		dctx, cancel := context.WithTimeout(context.Background(), a.opts.DrainTimeout)
+		missing := a.link.Drain(dctx)
+		cancel()
+		if len(missing) > 0 {
+			log.Info("Drain not acknowledged by every manager; exiting anyway", "missing", missing)
+		} else {
+			log.Info("Every manager withdrew the node")
+		}
+	}
+	stopLink()
+	<-linkDone
+	stopMgr()
+	return <-mgrErr
+}
+
+func (a *Agent) cordoned() bool {
+	var n corev1.Node
+	if err := a.mgr.GetClient().Get(context.Background(), client.ObjectKey{Name: a.opts.NodeName}, &n); err != nil {
+		return false
+	}
+	return n.Spec.Unschedulable
+}
+
+// initialSync computes every served Service and writes them in one
+// transaction, before any manager can see the agent.
+func (a *Agent) initialSync(ctx context.Context) (int, error) {
+	var svcs corev1.ServiceList
+	if err := a.mgr.GetClient().List(ctx, &svcs); err != nil {
+		return 0, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var done []dataplane.Service
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		if !v1alpha1.Serves(s, a.opts.Class, a.opts.ServeNoClass) || s.DeletionTimestamp != nil {
+			continue
+		}
+		d, err := a.compute(ctx, s)
+		if err != nil {
+			return 0, err
+		}
+		if len(d.EIPs) == 0 {
+			continue
+		}
+		a.table.Set(d)
+		done = append(done, d)
+	}
+	if err := a.dp.Sync(a.table); err != nil {
+		return 0, fmt.Errorf("initial sync: %w", err)
+	}
+	for _, d := range done {
+		a.link.SetProgrammed(d.Key, programmed(d))
+	}
+	servicesProgrammed.Set(float64(len(done)))
+	close(a.synced)
+	return len(done), nil
+}
+
+func programmed(d dataplane.Service) *agentlink.Programmed {
+	return &agentlink.Programmed{Generation: d.Generation, Addrs: d.EIPs}
+}
+
+func (a *Agent) compute(ctx context.Context, s *corev1.Service) (dataplane.Service, error) {
+	var list discoveryv1.EndpointSliceList
+	if err := a.mgr.GetClient().List(ctx, &list, client.InNamespace(s.Namespace),
+		client.MatchingFields{sliceServiceIndex: s.Name}); err != nil {
+		return dataplane.Service{}, err
+	}
+	eps := make([]*discoveryv1.EndpointSlice, len(list.Items))
+	for i := range list.Items {
+		eps[i] = &list.Items[i]
+	}
+	return dataplane.Compute(s, eps, a.opts.NodeName, a.opts.Mode), nil
+}
+
+// Reconcile brings one Service's rules up to date.
+func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	select {
+	case <-a.synced:
+	case <-ctx.Done():
+		return ctrl.Result{}, ctx.Err()
+	}
+	key := req.String()
+	var s corev1.Service
+	var want *dataplane.Service
+	err := a.mgr.GetClient().Get(ctx, req.NamespacedName, &s)
+	switch {
+	case client.IgnoreNotFound(err) != nil:
+		return ctrl.Result{}, err
+	case err == nil && v1alpha1.Serves(&s, a.opts.Class, a.opts.ServeNoClass) && s.DeletionTimestamp == nil:
+		d, err := a.compute(ctx, &s)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(d.EIPs) > 0 {
+			want = &d
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old, had := a.table.Service(key)
+	if want == nil && !had {
+		return ctrl.Result{}, nil
+	}
+	if want != nil && had && reflect.DeepEqual(old, *want) {
+		return ctrl.Result{}, nil
+	}
+	start := time.Now()
+	var touched dataplane.Touched
+	if want == nil {
+		touched = a.table.Delete(key)
+	} else {
+		touched = a.table.Set(*want)
+	}
+	if err := a.dp.Apply(a.table, touched); err != nil {
+		syncErrors.Inc()
+		ctrl.LoggerFrom(ctx).Error(err, "Applying rules failed; re-reading the kernel and syncing everything")
+		if err := a.resync(); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	syncSeconds.WithLabelValues("change").Observe(time.Since(start).Seconds())
+	if want == nil {
+		a.link.SetProgrammed(key, nil)
+	} else {
+		a.link.SetProgrammed(key, programmed(*want))
+	}
+	servicesProgrammed.Set(float64(len(a.table.Services())))
+	return ctrl.Result{}, nil
+}
+
+// resync re-reads the kernel and writes the whole table; a.mu is held.
+func (a *Agent) resync() error {
+	if err := a.dp.Load(); err != nil {
+		return err
+	}
+	return a.dp.Sync(a.table)
+}
+
+func orDefault(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}

@@ -1,0 +1,165 @@
+package announce_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/eiplb/eiplb/pkg/agent"
+	"github.com/eiplb/eiplb/pkg/agentlink"
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/bgp/bgptest"
+	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
+	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/manager"
+)
+
+// gatedDataplane stands in for the kernel writer (the real one is tested
+// with real nftables and packets in test/e2e): its writes block until
+// released, so the test controls when a node's rules are "in place".
+type gatedDataplane struct {
+	release chan struct{}
+	once    sync.Once
+}
+
+func newGated(open bool) *gatedDataplane {
+	d := &gatedDataplane{release: make(chan struct{})}
+	if open {
+		d.open()
+	}
+	return d
+}
+
+func (d *gatedDataplane) open()       { d.once.Do(func() { close(d.release) }) }
+func (d *gatedDataplane) Load() error { return nil }
+func (d *gatedDataplane) Sync(*dataplane.Table) error {
+	<-d.release
+	return nil
+}
+func (d *gatedDataplane) Apply(*dataplane.Table, dataplane.Touched) error {
+	<-d.release
+	return nil
+}
+
+// runAgent runs an agent for node at addr:port; the returned stop ends it
+// (as SIGTERM would) and waits for its exit.
+func runAgent(t *testing.T, node, addr string, port int, dp agent.Dataplane) (stop func()) {
+	t.Helper()
+	a, err := agent.New(cfg, dp, agent.Options{
+		NodeName: node, LinkAddr: net.JoinHostPort(addr, itoa(port)), Heartbeat: 20 * time.Millisecond,
+		DrainTimeout: 3 * time.Second, SeveralPerProcess: true,
+	})
+	must(t, err)
+	c, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.Run(c); err != nil {
+			t.Errorf("agent %s: %v", node, err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(func() { dp.(*gatedDataplane).open(); stop() })
+	return stop
+}
+
+func itoa(i int) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):] }
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestAgentGating: a node is a next hop for a Service only once its agent
+// has programmed it; an agent that stops stays a next hop for the grace
+// period, then is withdrawn; a draining agent exits only once withdrawn.
+func TestAgentGating(t *testing.T) {
+	r := bgptest.New(t, 65001)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: unique("ns")}}
+	must(t, k8s.Create(ctx, ns))
+	createNode(t, "ag-a", "127.0.0.2", true)
+	nodeB := createNode(t, "ag-b", "127.0.0.3", true)
+	pool := &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: unique("pool")}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"203.0.113.64/28"}, AutoAssign: ptr.To(false)}}
+	must(t, k8s.Create(ctx, pool))
+	t.Cleanup(func() { _ = k8s.Delete(ctx, pool) })
+	adv := &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: unique("all")}}
+	must(t, k8s.Create(ctx, adv))
+	t.Cleanup(func() { _ = k8s.Delete(ctx, adv) })
+	createPeer(t, r.Port)
+
+	port := freePort(t)
+	grace := 800 * time.Millisecond
+	c, cancel := context.WithCancel(context.Background())
+	mgr, err := manager.New(c, cfg, manager.Options{
+		SeveralPerProcess: true,
+		Announce: &manager.AnnounceOptions{
+			Options: announcectrl.Options{NodeName: "ag-a", StatusInterval: 100 * time.Millisecond,
+				Agents: &agentlink.TrackerOptions{Port: port, Grace: grace, DeadAfter: 200 * time.Millisecond}},
+			RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001,
+		},
+	})
+	must(t, err)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(c) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	dpA, dpB := newGated(true), newGated(false)
+	stopA := runAgent(t, "ag-a", "127.0.0.2", port, dpA)
+	stopB := runAgent(t, "ag-b", "127.0.0.3", port, dpB)
+
+	svc := createService(t, ns.Name, "web", pool.Name, false)
+	// Other tests of the package announce every Service left behind.
+	t.Cleanup(func() { _ = k8s.Delete(ctx, svc) })
+	ip := waitIP(t, ns.Name, "web")
+
+	t.Run("only the node whose agent programmed the Service is a next hop", func(t *testing.T) {
+		waitPaths(t, r, paths(ip, "127.0.0.2"))
+		time.Sleep(300 * time.Millisecond)
+		if got := bgptest.Without(r.Received(t, bgptest.IPv4)); len(got) != 1 {
+			t.Fatalf("paths before node b's rules are in place: %v", got)
+		}
+		dpB.open()
+		waitPaths(t, r, paths(ip, "127.0.0.2", "127.0.0.3"))
+	})
+
+	t.Run("agent gone: kept for the grace period, then withdrawn", func(t *testing.T) {
+		stopB()
+		stopped := time.Now()
+		time.Sleep(grace / 2)
+		if got := bgptest.Without(r.Received(t, bgptest.IPv4)); len(got) != 2 {
+			t.Fatalf("withdrawn within the grace period: %v", got)
+		}
+		waitPaths(t, r, paths(ip, "127.0.0.2"))
+		if took := time.Since(stopped); took < grace {
+			t.Fatalf("withdrawn after %v, grace is %v", took, grace)
+		}
+	})
+
+	t.Run("agent back: next hop again", func(t *testing.T) {
+		stopB = runAgent(t, "ag-b", "127.0.0.3", port, newGated(true))
+		waitPaths(t, r, paths(ip, "127.0.0.2", "127.0.0.3"))
+	})
+
+	t.Run("drain: the agent exits only after the managers withdrew the node", func(t *testing.T) {
+		must(t, k8s.Get(ctx, client.ObjectKeyFromObject(nodeB), nodeB))
+		nodeB.Spec.Unschedulable = true
+		must(t, k8s.Update(ctx, nodeB))
+		// The cordon alone withdraws the node; the agent's drain waits for
+		// that and then exits.
+		stopB()
+		waitPaths(t, r, paths(ip, "127.0.0.2"))
+	})
+	_ = stopA
+}

@@ -1,0 +1,563 @@
+// Package nft writes the content of a dataplane.Table into the kernel's
+// nftables over netlink, in table "inet eiplb" (see dataplane.Table for the
+// layout). A Writer keeps a mirror of what the kernel holds, so a change
+// writes only the difference, in one transaction.
+//
+// Base chains (the hooks) are created when missing and never flushed or
+// deleted on start, so an agent restart drops no traffic; their rules carry
+// the comment baseVersion and are replaced when a writer finds older ones.
+// Every fw/ and ep/ chain has one rule whose comment is a short hash of its
+// rendering (dataplane.SpreadRule, dataplane.DNATRule): a rule is rewritten
+// only when the hash differs.
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/eiplb/eiplb/pkg/dataplane"
+)
+
+// DefaultTable is the name of the table when Options.Table is empty.
+const DefaultTable = "eiplb"
+
+// Options configure a Writer.
+type Options struct {
+	// Table is the name of the inet table; DefaultTable if empty.
+	Table string
+	// Mode decides which chains and sets exist (see dataplane.Mode).
+	Mode dataplane.Mode
+	// NetNS is the fd of a network namespace to work in; 0: the current one.
+	NetNS int
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Table == "" {
+		o.Table = DefaultTable
+	}
+	switch o.Mode {
+	case dataplane.ModeNftables, dataplane.ModeKubeProxy:
+	default:
+		return o, fmt.Errorf("nft: unknown mode %q", o.Mode)
+	}
+	return o, nil
+}
+
+// Writer writes dataplane.Tables into the kernel. It is not safe for
+// concurrent use; the caller serializes.
+type Writer struct {
+	opts  Options
+	table *nftables.Table
+	conn  *nftables.Conn
+	nl    *netlink.Conn // the lasting socket of conn (buffer sizes, rule dumps)
+	buf   int           // socket buffer size set on nl
+	m     *mirror
+
+	changes      uint64
+	transactions uint64
+}
+
+// New opens a lasting netlink connection. The mirror starts empty: call
+// Load before the first Sync (or Apply) when the table may exist.
+func New(opts Options) (*Writer, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{
+		opts:  opts,
+		table: &nftables.Table{Name: opts.Table, Family: nftables.TableFamilyINet},
+		m:     newMirror(),
+	}
+	if err := w.dial(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// minBuf is the socket buffer size a connection starts with; a large
+// transaction grows it (acks of every message queue up until it is read).
+const minBuf = 4 << 20
+
+func (w *Writer) dial() error {
+	var nl *netlink.Conn
+	opts := []nftables.ConnOption{
+		nftables.AsLasting(),
+		nftables.WithSockOptions(func(c *netlink.Conn) error { nl = c; return nil }),
+	}
+	if w.opts.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(w.opts.NetNS))
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("nft: netlink: %w", err)
+	}
+	if nl == nil {
+		_ = conn.CloseLasting()
+		return errors.New("nft: netlink: no socket")
+	}
+	w.conn, w.nl, w.buf = conn, nl, 0
+	if err := w.grow(minBuf); err != nil {
+		_ = conn.CloseLasting()
+		return err
+	}
+	return nil
+}
+
+// grow raises the socket's send and receive buffers to at least n bytes
+// (the FORCE options need CAP_NET_ADMIN, which writing nftables needs too).
+func (w *Writer) grow(n int) error {
+	if n <= w.buf {
+		return nil
+	}
+	rc, err := w.nl.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("nft: netlink: %w", err)
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, n),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n),
+		)
+	})
+	if err = errors.Join(err, serr); err != nil {
+		return fmt.Errorf("nft: socket buffers: %w", err)
+	}
+	w.buf = n
+	return nil
+}
+
+// redial replaces the connection after a failed transaction: messages
+// left queued or unread acks must not leak into the next one.
+func (w *Writer) redial() error {
+	_ = w.conn.CloseLasting()
+	return w.dial()
+}
+
+// Close closes the netlink connection. The kernel keeps the table.
+func (w *Writer) Close() error {
+	return w.conn.CloseLasting()
+}
+
+// Changes is the number of changes (chains, rules, elements, sets) the
+// writer sent to the kernel so far.
+func (w *Writer) Changes() uint64 { return w.changes }
+
+// Transactions is the number of transactions the writer sent so far.
+func (w *Writer) Transactions() uint64 { return w.transactions }
+
+// Sync makes the kernel's table equal to desired: everything desired holds
+// and everything the mirror holds is compared, in one transaction. After
+// Load it repairs whatever differs, without flushing anything.
+func (w *Writer) Sync(desired *dataplane.Table) error {
+	if err := w.checkMode(desired); err != nil {
+		return err
+	}
+	tc := desired.All()
+	m := w.m
+	for a := range m.eips {
+		tc.EIPs = append(tc.EIPs, a)
+	}
+	for a := range m.masq {
+		tc.Masq = append(tc.Masq, a)
+	}
+	for a := range m.hairpin {
+		tc.Hairpin = append(tc.Hairpin, a)
+	}
+	for k := range m.fw {
+		tc.Forwards = append(tc.Forwards, k)
+	}
+	for k := range m.fwd {
+		tc.Forwards = append(tc.Forwards, k)
+	}
+	for ap := range m.ep {
+		tc.Endpoints = append(tc.Endpoints, ap)
+	}
+	t := newTxn()
+	w.plan(t, desired, tc, true)
+	return w.commit(t)
+}
+
+// Apply writes the difference between desired and the mirror for the names
+// in touched only, in one transaction; its cost follows the size of
+// touched, not of the table.
+func (w *Writer) Apply(desired *dataplane.Table, touched dataplane.Touched) error {
+	if err := w.checkMode(desired); err != nil {
+		return err
+	}
+	t := newTxn()
+	w.plan(t, desired, touched, false)
+	return w.commit(t)
+}
+
+func (w *Writer) checkMode(d *dataplane.Table) error {
+	if d.Mode != w.opts.Mode {
+		return fmt.Errorf("nft: table of mode %q given to a writer of mode %q", d.Mode, w.opts.Mode)
+	}
+	return nil
+}
+
+// Cleanup deletes the table and everything in it. A missing table is no
+// error.
+func Cleanup(opts Options) error {
+	if opts.Table == "" {
+		opts.Table = DefaultTable
+	}
+	var copts []nftables.ConnOption
+	if opts.NetNS != 0 {
+		copts = append(copts, nftables.WithNetNSFd(opts.NetNS))
+	}
+	conn, err := nftables.New(copts...)
+	if err != nil {
+		return fmt.Errorf("nft: netlink: %w", err)
+	}
+	conn.DelTable(&nftables.Table{Name: opts.Table, Family: nftables.TableFamilyINet})
+	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("nft: delete table %s: %w", opts.Table, err)
+	}
+	return nil
+}
+
+// Transaction stages, in the order the kernel's reference counting needs:
+// things are added before what refers to them and deleted after.
+const (
+	stTable    = iota
+	stSets     // named sets and maps
+	stEP       // ep/ chains and their rules
+	stFW       // fw/ chains and their rules (goto ep/)
+	stElemDel  // set and map elements
+	stElemAdd  // (fwd elements goto fw/)
+	stBase     // base chains and their rules
+	stFWDel    // fw/ chains nothing refers to any more
+	stEPDel    // ep/ chains nothing refers to any more
+	stStrayDel // chains this version does not know
+	stSetDel   // sets the mode does not use
+	nStages
+)
+
+// maxElems bounds the elements of one netlink message (its attributes
+// have 16-bit lengths).
+const maxElems = 256
+
+// anonPerTxn bounds the fw/ rules (each with an anonymous map) of one
+// transaction: the kernel walks the whole transaction for every anonymous
+// map it binds, so a transaction with n of them costs O(n²) (10,000 in one
+// transaction took 80 s). Larger changes first add and rewrite the fw/ and
+// ep/ chains in transactions of this size (nothing refers to a new chain
+// yet, and each rewrite is atomic), then do the rest in one.
+const anonPerTxn = 500
+
+// op is one change: what to queue on the connection, and what to record in
+// the mirror once the kernel accepted it.
+type op struct {
+	n    int
+	do   func(c *nftables.Conn) error
+	done func(m *mirror)
+}
+
+type elemOps struct {
+	set        *nftables.Set
+	adds, dels []nftables.SetElement
+}
+
+// txn collects the changes of one Sync or Apply.
+type txn struct {
+	stages  [nStages][]op
+	elems   map[string]*elemOps
+	commits []func(m *mirror) // of the element changes
+	changes int
+}
+
+func newTxn() *txn { return &txn{elems: map[string]*elemOps{}} }
+
+func (t *txn) op(stage int, n int, do func(c *nftables.Conn) error, done func(m *mirror)) {
+	t.stages[stage] = append(t.stages[stage], op{n: n, do: do, done: done})
+	t.changes += n
+}
+
+func (t *txn) then(f func(m *mirror)) { t.commits = append(t.commits, f) }
+
+func (t *txn) elem(set *nftables.Set, add bool, e nftables.SetElement) {
+	ops := t.elems[set.Name]
+	if ops == nil {
+		ops = &elemOps{set: set}
+		t.elems[set.Name] = ops
+	}
+	if add {
+		ops.adds = append(ops.adds, e)
+	} else {
+		ops.dels = append(ops.dels, e)
+	}
+	t.changes++
+}
+
+// commit sends t, in one transaction unless it rewrites more than
+// anonPerTxn fw/ chains (see there), and updates the mirror with what the
+// kernel accepted.
+func (w *Writer) commit(t *txn) error {
+	if t.changes == 0 {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.elems)) {
+		ops := t.elems[name]
+		for c := range slices.Chunk(ops.dels, maxElems) {
+			t.stages[stElemDel] = append(t.stages[stElemDel], op{do: func(cc *nftables.Conn) error { return cc.SetDeleteElements(ops.set, c) }})
+		}
+		for c := range slices.Chunk(ops.adds, maxElems) {
+			t.stages[stElemAdd] = append(t.stages[stElemAdd], op{do: func(cc *nftables.Conn) error { return cc.SetAddElements(ops.set, c) }})
+		}
+	}
+	var final []op
+	first := 0
+	if len(t.stages[stFW]) > anonPerTxn {
+		var pre []op
+		for _, s := range t.stages[:stFW] {
+			pre = append(pre, s...)
+		}
+		for c := range slices.Chunk(pre, 4*anonPerTxn) {
+			if err := w.flush(c, nil); err != nil {
+				return err
+			}
+		}
+		for c := range slices.Chunk(t.stages[stFW], anonPerTxn) {
+			if err := w.flush(c, nil); err != nil {
+				return err
+			}
+		}
+		first = stFW + 1
+	}
+	for _, s := range t.stages[first:] {
+		final = append(final, s...)
+	}
+	return w.flush(final, t.commits)
+}
+
+// flush sends ops in one transaction (one Flush) and, if the kernel
+// accepted it, records them and commits in the mirror.
+func (w *Writer) flush(ops []op, commits []func(m *mirror)) error {
+	changes := len(commits)
+	for _, o := range ops {
+		changes += o.n
+	}
+	if len(ops) == 0 {
+		for _, f := range commits {
+			f(w.m)
+		}
+		return nil
+	}
+	// Every message is acked and every rule echoed: the socket must hold
+	// them all until Flush reads them.
+	if err := w.grow(min(len(ops)*4096+minBuf, 1<<30)); err != nil {
+		return err
+	}
+	for _, o := range ops {
+		if err := o.do(w.conn); err != nil {
+			return errors.Join(fmt.Errorf("nft: %w", err), w.redial())
+		}
+	}
+	if err := w.conn.Flush(); err != nil {
+		return errors.Join(fmt.Errorf("nft: transaction of %d changes: %w", changes, err), w.redial())
+	}
+	w.transactions++
+	w.changes += uint64(changes)
+	for _, o := range ops {
+		if o.done != nil {
+			o.done(w.m)
+		}
+	}
+	for _, f := range commits {
+		f(w.m)
+	}
+	return nil
+}
+
+// plan adds to t what makes the names of tc in the kernel equal to desired;
+// full also removes sets, base chains and unknown chains the mode does not
+// use.
+func (w *Writer) plan(t *txn, d *dataplane.Table, tc dataplane.Touched, full bool) {
+	m, tbl := w.m, w.table
+	mode := w.opts.Mode
+
+	if !m.table {
+		t.op(stTable, 1, func(c *nftables.Conn) error { c.AddTable(tbl); return nil }, func(m *mirror) { m.table = true })
+	}
+	sets := map[string]*nftables.Set{}
+	for _, s := range setSpecs {
+		sets[s.name] = s.set(tbl)
+		switch want, have := wantSet(mode, s), m.sets[s.name]; {
+		case want && !have:
+			set := sets[s.name]
+			t.op(stSets, 1, func(c *nftables.Conn) error { return c.AddSet(set, nil) }, func(m *mirror) { m.sets[set.Name] = true })
+		case !want && have && full:
+			set := sets[s.name]
+			t.op(stSetDel, 1, func(c *nftables.Conn) error { c.DelSet(set); return nil }, func(m *mirror) { delete(m.sets, set.Name) })
+		}
+	}
+
+	nat := mode == dataplane.ModeNftables
+	for _, ap := range uniq(tc.Endpoints) {
+		w.planEndpoint(t, ap, nat && d.Endpoints[ap] > 0)
+	}
+	for _, k := range uniq(tc.Forwards) {
+		fw, want := d.Forwards[k]
+		w.planForward(t, sets, k, fw, nat && want && len(fw.Endpoints) > 0)
+	}
+	planAddrs(t, uniq(tc.EIPs), d.EIPs, m.eips, sets[setEIPs4], sets[setEIPs6], addrKey, true)
+	planAddrs(t, uniq(tc.Masq), d.Masq, m.masq, sets[setMasq4], sets[setMasq6], addrKey, nat)
+	planAddrs(t, uniq(tc.Hairpin), d.Hairpin, m.hairpin, sets[setHairpin4], sets[setHairpin6], hairpinKey, nat)
+
+	for _, b := range baseSpecs {
+		w.planBase(t, b, full)
+	}
+	if full {
+		for name := range m.stray {
+			ch := &nftables.Chain{Table: tbl, Name: name}
+			t.op(stStrayDel, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.stray, ch.Name) })
+		}
+	}
+}
+
+func (w *Writer) planEndpoint(t *txn, ap netip.AddrPort, want bool) {
+	ch := &nftables.Chain{Table: w.table, Name: dataplane.EpChain(ap)}
+	have, ok := w.m.ep[ap]
+	if !want {
+		if ok {
+			t.op(stEPDel, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.ep, ap) })
+		}
+		return
+	}
+	h := hash(dataplane.DNATRule(ap))
+	if ok && have == h {
+		return
+	}
+	rule := &nftables.Rule{Table: w.table, Chain: ch, Exprs: dnatExprs(ap), UserData: comment(h)}
+	t.op(stEP, 1, func(c *nftables.Conn) error {
+		if ok {
+			c.FlushChain(ch)
+		} else {
+			c.AddChain(ch)
+		}
+		c.AddRule(rule)
+		return nil
+	}, func(m *mirror) { m.ep[ap] = h })
+}
+
+func (w *Writer) planForward(t *txn, sets map[string]*nftables.Set, k dataplane.Key, fw dataplane.Forward, want bool) {
+	name := dataplane.FwdChain(k)
+	ch := &nftables.Chain{Table: w.table, Name: name}
+	fwd := sets[mapFwd6]
+	if k.EIP.Is4() {
+		fwd = sets[mapFwd4]
+	}
+	target, inMap := w.m.fwd[k]
+	have, ok := w.m.fw[k]
+
+	if inMap && (!want || target != name) {
+		t.elem(fwd, false, nftables.SetElement{Key: fwdKey(k)})
+		t.then(func(m *mirror) { delete(m.fwd, k) })
+	}
+	if !want {
+		if ok {
+			t.op(stFWDel, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.fw, k) })
+		}
+		return
+	}
+	if h := hash(dataplane.SpreadRule(fw)); !ok || have != h {
+		t.op(stFW, 1, func(c *nftables.Conn) error {
+			if ok {
+				c.FlushChain(ch)
+			} else {
+				c.AddChain(ch)
+			}
+			set, el := spreadSet(w.table, fw)
+			if err := c.AddSet(set, el); err != nil {
+				return err
+			}
+			c.AddRule(&nftables.Rule{Table: w.table, Chain: ch, Exprs: spreadExprs(set, len(fw.Endpoints)), UserData: comment(h)})
+			return nil
+		}, func(m *mirror) { m.fw[k] = h })
+	}
+	if !inMap || target != name {
+		t.elem(fwd, true, nftables.SetElement{Key: fwdKey(k), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}})
+		t.then(func(m *mirror) { m.fwd[k] = name })
+	}
+}
+
+func planAddrs(t *txn, addrs []netip.Addr, want map[netip.Addr]int, have map[netip.Addr]bool,
+	set4, set6 *nftables.Set, key func(netip.Addr) []byte, enabled bool) {
+	for _, a := range addrs {
+		set := set6
+		if a.Is4() {
+			set = set4
+		}
+		w, h := enabled && want[a] > 0, have[a]
+		switch {
+		case w && !h:
+			t.elem(set, true, nftables.SetElement{Key: key(a)})
+			t.then(func(m *mirror) { m.addrs(set.Name)[a] = true })
+		case !w && h:
+			t.elem(set, false, nftables.SetElement{Key: key(a)})
+			t.then(func(m *mirror) { delete(m.addrs(set.Name), a) })
+		}
+	}
+}
+
+func (w *Writer) planBase(t *txn, b baseSpec, full bool) {
+	have, ok := w.m.base[b.name]
+	want := wantBase(w.opts.Mode, b)
+	ch := &nftables.Chain{
+		Table: w.table, Name: b.name, Type: b.typ, Hooknum: b.hook,
+		Priority: nftables.ChainPriorityRef(nftables.ChainPriority(b.prio)),
+	}
+	if !want {
+		if ok && full {
+			t.op(stBase, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.base, ch.Name) })
+		}
+		return
+	}
+	rules := b.rules()
+	comments := make([]string, len(rules))
+	for i, r := range rules {
+		comments[i] = r.comment()
+	}
+	if ok && slices.Equal(have, comments) {
+		return
+	}
+	t.op(stBase, 1+len(rules), func(c *nftables.Conn) error {
+		if ok {
+			// Outdated rules: replaced in the same transaction, the chain
+			// (and the traffic through it) stays.
+			c.FlushChain(ch)
+		} else {
+			c.AddChain(ch)
+		}
+		for i, r := range rules {
+			c.AddRule(&nftables.Rule{Table: w.table, Chain: ch, Exprs: r.exprs, UserData: comment(comments[i])})
+		}
+		return nil
+	}, func(m *mirror) { m.base[ch.Name] = comments })
+}
+
+func uniq[T comparable](s []T) []T {
+	if len(s) < 2 {
+		return s
+	}
+	seen := make(map[T]struct{}, len(s))
+	out := make([]T, 0, len(s))
+	for _, v := range s {
+		if _, ok := seen[v]; !ok {
+			seen[v] = struct{}{}
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,358 @@
+//go:build privileged
+
+// Package dataplane_test sends packets through the tables pkg/dataplane/nft
+// writes: a client namespace reaches EIPs routed to node1, which DNATs them
+// to pods behind it and behind node2.
+//
+//	client 192.168.1.2 ── 192.168.1.1 node1 192.168.12.1 ── 192.168.12.2 node2
+//	fd00:1::2               fd00:1::1   │ 10.1.1.1 ── pod1 10.1.1.2       │ 10.2.1.1 ── pod3 10.2.1.2
+//	                                     │ fd00:11::1   fd00:11::2
+//	                                     │ 10.1.2.1 ── pod2 10.1.2.2
+//
+// The client routes the EIPs via node1; node1's default route points back
+// to the client (the "router"), so an unserved EIP port would loop if node1
+// did not reject it.
+package dataplane_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/dataplane/nft"
+	"github.com/eiplb/eiplb/test/netlab"
+)
+
+const (
+	eipCluster = "203.0.113.10"
+	eipLocal   = "203.0.113.11"
+	eipBare    = "203.0.113.12" // an EIP without any served port
+	eip6       = "2001:db8:e::10"
+)
+
+type lab struct {
+	client, node1, node2 *netlab.NS
+	pods                 map[string]*netlab.NS // pod1, pod2 (node1), pod3 (node2)
+	fd                   int                   // node1
+}
+
+func must(t *testing.T, ns *netlab.NS, args ...string) {
+	t.Helper()
+	if out, err := ns.Exec(context.Background(), args...); err != nil {
+		t.Fatalf("%s: %v\n%s", ns.Name, err, out)
+	}
+}
+
+func setup(t *testing.T) *lab {
+	t.Helper()
+	l := netlab.New(t)
+	c := l.Namespace("client")
+	n1 := l.Namespace("node1")
+	n2 := l.Namespace("node2")
+	p1, p2, p3 := l.Namespace("pod1"), l.Namespace("pod2"), l.Namespace("pod3")
+
+	l.Link(c, "192.168.1.2/24", n1, "192.168.1.1/24")
+	must(t, c, "ip", "addr", "add", "fd00:1::2/64", "dev", c.DevTo(n1), "nodad")
+	must(t, n1, "ip", "addr", "add", "fd00:1::1/64", "dev", n1.DevTo(c), "nodad")
+	l.Link(n1, "192.168.12.1/24", n2, "192.168.12.2/24")
+	l.Link(n1, "10.1.1.1/24", p1, "10.1.1.2/24")
+	must(t, n1, "ip", "addr", "add", "fd00:11::1/64", "dev", n1.DevTo(p1), "nodad")
+	must(t, p1, "ip", "addr", "add", "fd00:11::2/64", "dev", p1.DevTo(n1), "nodad")
+	l.Link(n1, "10.1.2.1/24", p2, "10.1.2.2/24")
+	l.Link(n2, "10.2.1.1/24", p3, "10.2.1.2/24")
+
+	// Packets that node1 routes back out of the link they came from would
+	// make it send ICMP redirects to the on-link client, which use up the
+	// per-host ICMP rate limit before the port unreachable of a reject.
+	must(t, n1, "sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf."+n1.DevTo(c)+".send_redirects=0")
+	must(t, c, "ip", "route", "add", "203.0.113.0/24", "via", "192.168.1.1")
+	must(t, c, "ip", "-6", "route", "add", "2001:db8:e::/64", "via", "fd00:1::1")
+	must(t, n1, "ip", "route", "add", "default", "via", "192.168.1.2")
+	must(t, n1, "ip", "-6", "route", "add", "default", "via", "fd00:1::2")
+	must(t, n1, "ip", "route", "add", "10.2.1.0/24", "via", "192.168.12.2")
+	must(t, n2, "ip", "route", "add", "default", "via", "192.168.12.1")
+	must(t, p1, "ip", "route", "add", "default", "via", "10.1.1.1")
+	must(t, p1, "ip", "-6", "route", "add", "default", "via", "fd00:11::1")
+	must(t, p2, "ip", "route", "add", "default", "via", "10.1.2.1")
+	must(t, p3, "ip", "route", "add", "default", "via", "10.2.1.1")
+
+	lb := &lab{client: c, node1: n1, node2: n2, pods: map[string]*netlab.NS{"pod1": p1, "pod2": p2, "pod3": p3}}
+	for name, ns := range lb.pods {
+		serve(t, ns, name)
+	}
+	f, err := os.Open(n1.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	lb.fd = int(f.Fd())
+	return lb
+}
+
+// serve answers every TCP connection on port 8080 with "<name> <client ip>".
+func serve(t *testing.T, ns *netlab.NS, name string) {
+	ln, err := ns.Listen("tcp", ":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ap := netip.MustParseAddrPort(c.RemoteAddr().String())
+			fmt.Fprintf(c, "%s %s\n", name, ap.Addr().Unmap())
+			c.Close()
+		}
+	})
+}
+
+// ask opens a new TCP connection from ns to addr and returns "<pod> <ip>".
+func ask(ns *netlab.NS, addr string) (pod, saw string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := ns.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", "", err
+	}
+	f := strings.Fields(line)
+	if len(f) != 2 {
+		return "", "", fmt.Errorf("bad answer %q", line)
+	}
+	return f[0], f[1], nil
+}
+
+func ep(s string, local bool) dataplane.Endpoint {
+	ap := netip.MustParseAddrPort(s)
+	return dataplane.Endpoint{Addr: ap.Addr(), Port: ap.Port(), Local: local}
+}
+
+func fwd(eip string, p dataplane.Proto, port uint16, eps ...dataplane.Endpoint) dataplane.Forward {
+	return dataplane.Forward{Key: dataplane.Key{EIP: netip.MustParseAddr(eip), Proto: p, Port: port}, Endpoints: eps}
+}
+
+func service(name string, eips []string, fws ...dataplane.Forward) dataplane.Service {
+	s := dataplane.Service{Key: "default/" + name, Forwards: fws}
+	for _, e := range eips {
+		s.EIPs = append(s.EIPs, netip.MustParseAddr(e))
+	}
+	return s
+}
+
+var (
+	clusterSvc = service("cluster", []string{eipCluster},
+		fwd(eipCluster, dataplane.TCP, 80, ep("10.1.1.2:8080", true), ep("10.1.2.2:8080", true), ep("10.2.1.2:8080", false)))
+	localSvc = service("local", []string{eipLocal},
+		fwd(eipLocal, dataplane.TCP, 80, ep("10.1.1.2:8080", true), ep("10.1.2.2:8080", true)))
+	bareSvc = service("bare", []string{eipBare})
+	v6Svc   = service("v6", []string{eip6}, fwd(eip6, dataplane.TCP, 80, ep("[fd00:11::2]:8080", true)))
+)
+
+func desired() *dataplane.Table {
+	d := dataplane.NewTable(dataplane.ModeNftables)
+	for _, s := range []dataplane.Service{clusterSvc, localSvc, bareSvc, v6Svc} {
+		d.Set(s)
+	}
+	return d
+}
+
+func writer(t *testing.T, fd int) *nft.Writer {
+	t.Helper()
+	w, err := nft.New(nft.Options{Mode: dataplane.ModeNftables, NetNS: fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if err := w.Load(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func ruleset(t *testing.T, ns *netlab.NS) string {
+	t.Helper()
+	out, err := ns.Exec(context.Background(), "nft", "list", "ruleset")
+	if err != nil {
+		t.Fatalf("nft list ruleset: %v\n%s", err, out)
+	}
+	return out
+}
+
+// spread asks n times and counts the answers per pod; every answer must
+// come and name an expected client address.
+func spread(t *testing.T, from *netlab.NS, addr string, n int, wantSaw map[string]string) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		pod, saw, err := ask(from, addr)
+		if err != nil {
+			t.Fatalf("request to %s: %v", addr, err)
+		}
+		got[pod]++
+		if w, ok := wantSaw[pod]; ok && w != saw {
+			t.Errorf("%s saw the client as %s, want %s", pod, saw, w)
+		}
+	}
+	return got
+}
+
+func TestDataplane(t *testing.T) {
+	lb := setup(t)
+	before := ruleset(t, lb.node1)
+	d := desired()
+	w := writer(t, lb.fd)
+	if err := w.Sync(d); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("cluster", func(t *testing.T) {
+		got := spread(t, lb.client, eipCluster+":80", 60, map[string]string{
+			"pod1": "192.168.1.2", "pod2": "192.168.1.2", "pod3": "192.168.12.1", // remote: masqueraded
+		})
+		if got["pod1"] == 0 || got["pod2"] == 0 || got["pod3"] == 0 {
+			t.Errorf("answers per pod %v, want all three", got)
+		}
+	})
+
+	t.Run("local", func(t *testing.T) {
+		got := spread(t, lb.client, eipLocal+":80", 40, map[string]string{"pod1": "192.168.1.2", "pod2": "192.168.1.2"})
+		if got["pod3"] != 0 || got["pod1"] == 0 || got["pod2"] == 0 {
+			t.Errorf("answers per pod %v, want pod1 and pod2 only", got)
+		}
+	})
+
+	t.Run("ipv6", func(t *testing.T) {
+		pod, saw, err := ask(lb.client, "["+eip6+"]:80")
+		if err != nil || pod != "pod1" || saw != "fd00:1::2" {
+			t.Errorf("IPv6 EIP: %s %s %v, want pod1 fd00:1::2", pod, saw, err)
+		}
+	})
+
+	t.Run("unserved", func(t *testing.T) {
+		for _, addr := range []string{eipCluster + ":81", eipBare + ":80", eipLocal + ":443"} {
+			start := time.Now()
+			_, _, err := ask(lb.client, addr)
+			if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > time.Second {
+				t.Errorf("TCP to unserved %s: %v after %v, want connection refused at once", addr, err, time.Since(start))
+			}
+		}
+		// UDP: ICMP port unreachable makes the connected socket's read fail.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := lb.client.Dial(ctx, "udp", eipCluster+":9999")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		var rerr error
+		for range 3 {
+			if _, err := c.Write([]byte("x")); err != nil {
+				rerr = err
+				break
+			}
+			if _, rerr = c.Read(make([]byte, 16)); rerr != nil {
+				break
+			}
+		}
+		if !errors.Is(rerr, syscall.ECONNREFUSED) {
+			t.Errorf("UDP to an unserved port: %v, want connection refused (ICMP port unreachable)", rerr)
+		}
+		// The node itself is rejected too (output hook), not routed out.
+		if _, _, err := ask(lb.node1, eipBare+":80"); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("node to unserved EIP port: %v, want connection refused", err)
+		}
+	})
+
+	t.Run("hairpin", func(t *testing.T) {
+		if pod, _, err := ask(lb.node1, eipLocal+":80"); err != nil || (pod != "pod1" && pod != "pod2") {
+			t.Errorf("node1 to its EIP: %s %v", pod, err)
+		}
+		if pod, saw, err := ask(lb.node1, eipCluster+":80"); err != nil || pod == "" {
+			t.Errorf("node1 to its EIP (cluster): %s %s %v", pod, saw, err)
+		}
+		// A pod reaches its own Service, also landing on itself.
+		got := spread(t, lb.pods["pod1"], eipLocal+":80", 40, map[string]string{"pod2": "10.1.1.2", "pod1": "10.1.1.1"})
+		if got["pod1"] == 0 || got["pod2"] == 0 {
+			t.Errorf("pod1 through its EIP reached %v, want itself and pod2", got)
+		}
+	})
+
+	t.Run("endpoint removed", func(t *testing.T) {
+		tc := d.Set(service("cluster", []string{eipCluster},
+			fwd(eipCluster, dataplane.TCP, 80, ep("10.1.1.2:8080", true), ep("10.2.1.2:8080", false))))
+		if err := w.Apply(d, tc); err != nil {
+			t.Fatal(err)
+		}
+		got := spread(t, lb.client, eipCluster+":80", 50, nil)
+		if got["pod2"] != 0 || got["pod1"] == 0 || got["pod3"] == 0 {
+			t.Errorf("after removing pod2: answers %v", got)
+		}
+	})
+
+	t.Run("restart without loss", func(t *testing.T) {
+		var (
+			wg       sync.WaitGroup
+			failures []error
+			answers  int
+		)
+		half := make(chan struct{})
+		wg.Go(func() {
+			for i := range 200 {
+				if i == 50 {
+					close(half)
+				}
+				if _, _, err := ask(lb.client, eipCluster+":80"); err != nil {
+					failures = append(failures, err)
+				} else {
+					answers++
+				}
+			}
+		})
+		<-half
+		// A new agent: new writer, Load, Sync of the same table.
+		w2 := writer(t, lb.fd)
+		if err := w2.Sync(d); err != nil {
+			t.Error(err)
+		}
+		wg.Wait()
+		if len(failures) != 0 || answers != 200 {
+			t.Errorf("%d of 200 requests failed during the restart: %v", len(failures), failures)
+		}
+		if w2.Changes() != 0 {
+			t.Errorf("restart Sync wrote %d changes, want 0", w2.Changes())
+		}
+	})
+
+	t.Run("cleanup", func(t *testing.T) {
+		if err := nft.Cleanup(nft.Options{NetNS: lb.fd}); err != nil {
+			t.Fatal(err)
+		}
+		if after := ruleset(t, lb.node1); after != before {
+			t.Errorf("ruleset after Cleanup:\n%s\nwant:\n%s", after, before)
+		}
+		// Nothing DNATs any more: the EIP is routed back to the "router",
+		// which returns it: no answer.
+		if _, _, err := ask(lb.client, eipCluster+":80"); err == nil {
+			t.Error("EIP still answers after Cleanup")
+		}
+	})
+}
