@@ -72,7 +72,9 @@ func runAgent(t *testing.T, node, addr string, port int, dp agent.Dataplane) (st
 	return stop
 }
 
-func itoa(i int) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):] }
+func itoa(i int) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):]
+}
 
 func freePort(t *testing.T) int {
 	t.Helper()
