@@ -18,6 +18,8 @@ KUSTOMIZE := $(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)
 
 # Extra flags for `go test`, e.g. make test TEST_ARGS='-run TestFoo -v'.
 TEST_ARGS ?=
+# Packages with privileged tests (build tag privileged).
+PRIVILEGED_PKGS ?= ./pkg/dataplane/nft/... ./test/...
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 10s
 
@@ -49,7 +51,9 @@ generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/api
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs (config/crd/bases), RBAC (config/rbac/role.yaml) and deploy/eiplb.yaml.
-	$(CONTROLLER_GEN) crd rbac:roleName=eiplb-manager paths=./pkg/... output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=eiplb-manager paths="./pkg/controller/...;./pkg/manager/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=eiplb-agent paths=./pkg/agent/... output:rbac:artifacts:config=config/rbac/agent
 	@if [ -f config/default/kustomization.yaml ] || [ -f config/default/kustomization.yml ] || [ -f config/default/Kustomization ]; then \
 		mkdir -p deploy; \
 		echo "$(KUSTOMIZE) build config/default > deploy/eiplb.yaml"; \
@@ -97,14 +101,14 @@ test: ## Run unit + envtest tests (no root needed). Extra flags: TEST_ARGS=...
 	KUBEBUILDER_ASSETS=$$assets $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: test-privileged
-test-privileged: ## Run the privileged tests of test/ (network namespaces, real routers, nftables); needs root.
+test-privileged: ## Run the privileged tests (tag privileged: network namespaces, real routers, nftables); needs root.
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "test-privileged: must run as root (tests create network namespaces, links and nftables rules); try: sudo make test-privileged" >&2; \
 		exit 1; \
 	fi
 	@assets=$$(hack/k8s-binaries.sh) || { echo "test-privileged: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
-	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/... -count=1 -p 1 $(TEST_ARGS)"; \
-	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/... -count=1 -p 1 $(TEST_ARGS)
+	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged $(PRIVILEGED_PKGS) -count=1 -p 1 $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged $(PRIVILEGED_PKGS) -count=1 -p 1 $(TEST_ARGS)
 
 .PHONY: bench
 bench: ## Run the benchmarks of pkg/.
@@ -182,6 +186,14 @@ lab-down: ## Remove every namespace, router process and file left by a crashed p
 	$(GO) run ./test/netlab/cleanup -all
 	-pkill -9 -f '$(HOME)/.cache/eiplb/k8s/[^ ]*/(kube-apiserver|etcd)' ; true
 	rm -rf .lab
+
+.PHONY: bench-agent
+bench-agent: ## Agent: kernel writes at 10,000 Services (go bench) and, in the lab, node cut -> FIB and data-plane cost (needs root).
+	@if [ "$$(id -u)" != 0 ]; then echo "bench-agent: must run as root (nftables, network namespaces)" >&2; exit 1; fi
+	$(GO) test -tags privileged -run '^$$' -bench . -benchtime 20x ./pkg/dataplane/nft/ | tee bin/bench-agent.log
+	@assets=$$(hack/k8s-binaries.sh) || exit 1; \
+	EIPLB_BENCH=1 KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/agent -count=1 -run TestBenchAgent -v -timeout 20m 2>&1 \
+		| tee -a bin/bench-agent.log | grep -E '^(\||---|ok|FAIL)'
 
 .PHONY: bench-bgp
 bench-bgp: ## BGP scenario: Service -> next hops in FRR's kernel FIB, single and bursts, ours vs the router's part (needs root).

@@ -132,9 +132,9 @@ func TestComputeSkipsGarbage(t *testing.T) {
 func TestTableRefcounts(t *testing.T) {
 	tab := scenario(ModeNftables)
 	before := tab.String()
-	ep5 := netip.MustParseAddrPort("10.1.0.5:8080")
-	if tab.Endpoints[ep5] != 1 || tab.Hairpin[netip.MustParseAddr("10.1.0.5")] != 3 {
-		t.Fatalf("refcounts: ep %d hairpin %d", tab.Endpoints[ep5], tab.Hairpin[netip.MustParseAddr("10.1.0.5")])
+	two := Spread{N: 2}
+	if tab.Spreads[two] != 3 || tab.Hairpin[netip.MustParseAddr("10.1.0.5")] != 3 {
+		t.Fatalf("refcounts: spread4/2 %d hairpin %d", tab.Spreads[two], tab.Hairpin[netip.MustParseAddr("10.1.0.5")])
 	}
 	tc := tab.Delete("ns/api")
 	if tab.EIPs[netip.MustParseAddr("192.0.2.11")] != 1 {
@@ -157,7 +157,7 @@ func TestTableRefcounts(t *testing.T) {
 	for _, k := range tab.Services() {
 		tab.Delete(k)
 	}
-	if len(tab.EIPs)+len(tab.Masq)+len(tab.Hairpin)+len(tab.Forwards)+len(tab.Endpoints) != 0 {
+	if len(tab.EIPs)+len(tab.Masq)+len(tab.Hairpin)+len(tab.Forwards)+len(tab.Spreads) != 0 {
 		t.Fatalf("empty table still holds %s", tab)
 	}
 }

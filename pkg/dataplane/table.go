@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -14,25 +15,34 @@ import (
 // Service change touches only its own part: Set returns what to rewrite.
 //
 // The kernel layout it stands for (rendered by String, written by
-// pkg/dataplane/nft):
+// pkg/dataplane/nft). Services live only in set and map elements, never in
+// chains: a Service change is a few element updates, and the kernel, which
+// re-validates every chain reachable from the base chains when a rule with a
+// jump, a lookup or a NAT is added, never has more than a handful of chains
+// to walk, whatever the number of Services.
 //   - set eips4/eips6: every EIP; traffic to one that no forward DNATs is
 //     rejected (never routed back to the router);
-//   - map fwd4/fwd6: EIP . protocol . port → goto the forward's chain
-//     (one lookup per packet whatever the number of Services);
-//   - chain fw/<key>: numgen random mod N vmap → goto an endpoint chain
-//     (an even spread of new connections; see docs/agent.md);
-//   - chain ep/<addr:port>: dnat to the endpoint;
+//   - map count4/count6: EIP . protocol . port → number of endpoints N;
+//   - chain spread4/spread6, jumped to for a packet to an EIP: one rule per
+//     endpoint count N in use, "EIP . protocol . port in count4 with value
+//     N → goto spread4/N" (a new connection costs at most as many lookups
+//     as there are distinct endpoint counts, never more with more Services);
+//   - chain spread4/N: EIP . protocol . port . (numgen random mod N) looked
+//     up in map dnat4, dnat to the endpoint found (an even spread of new
+//     connections; see docs/agent.md);
+//   - map dnat4/dnat6: EIP . protocol . port . slot → endpoint address . port;
 //   - set masq4/masq6: remote endpoints (Cluster): masqueraded after
 //     DNAT, so replies come back through this node;
 //   - set hairpin4/hairpin6: local endpoints: masqueraded when the client
 //     is the endpoint itself (a pod reaching itself through its EIP).
 type Table struct {
-	Mode      Mode
-	EIPs      map[netip.Addr]int
-	Masq      map[netip.Addr]int
-	Hairpin   map[netip.Addr]int
-	Forwards  map[Key]Forward // only forwards with endpoints
-	Endpoints map[netip.AddrPort]int
+	Mode     Mode
+	EIPs     map[netip.Addr]int
+	Masq     map[netip.Addr]int
+	Hairpin  map[netip.Addr]int
+	Forwards map[Key]Forward // only forwards with endpoints
+	// Spreads counts the forwards per family and number of endpoints.
+	Spreads map[Spread]int
 
 	services map[string]Service
 }
@@ -41,7 +51,8 @@ type Table struct {
 func NewTable(mode Mode) *Table {
 	return &Table{
 		Mode: mode, EIPs: map[netip.Addr]int{}, Masq: map[netip.Addr]int{}, Hairpin: map[netip.Addr]int{},
-		Forwards: map[Key]Forward{}, Endpoints: map[netip.AddrPort]int{}, services: map[string]Service{},
+		Forwards: map[Key]Forward{}, Spreads: map[Spread]int{},
+		services: map[string]Service{},
 	}
 }
 
@@ -50,12 +61,39 @@ func NewTable(mode Mode) *Table {
 type Touched struct {
 	EIPs, Masq, Hairpin []netip.Addr
 	Forwards            []Key
-	Endpoints           []netip.AddrPort
+	Spreads             []Spread
 }
+
+// Spread names the chain that spreads the forwards of one family with N
+// endpoints.
+type Spread struct {
+	V6 bool
+	N  int
+}
+
+// Chain is the name of the spread chain.
+func (s Spread) Chain() string {
+	if s.V6 {
+		return "spread6/" + strconv.Itoa(s.N)
+	}
+	return "spread4/" + strconv.Itoa(s.N)
+}
+
+func (s Spread) compare(o Spread) int {
+	if s.V6 != o.V6 {
+		if s.V6 {
+			return 1
+		}
+		return -1
+	}
+	return s.N - o.N
+}
+
+func spreadOf(fw Forward) Spread { return Spread{V6: fw.EIP.Is6(), N: len(fw.Endpoints)} }
 
 // Empty reports whether nothing was touched.
 func (t Touched) Empty() bool {
-	return len(t.EIPs)+len(t.Masq)+len(t.Hairpin)+len(t.Forwards)+len(t.Endpoints) == 0
+	return len(t.EIPs)+len(t.Masq)+len(t.Hairpin)+len(t.Forwards)+len(t.Spreads) == 0
 }
 
 // Merge adds o's names to t.
@@ -64,14 +102,8 @@ func (t *Touched) Merge(o Touched) {
 	t.Masq = append(t.Masq, o.Masq...)
 	t.Hairpin = append(t.Hairpin, o.Hairpin...)
 	t.Forwards = append(t.Forwards, o.Forwards...)
-	t.Endpoints = append(t.Endpoints, o.Endpoints...)
+	t.Spreads = append(t.Spreads, o.Spreads...)
 }
-
-// FwdChain names the chain of a forward.
-func FwdChain(k Key) string { return "fw/" + k.String() }
-
-// EpChain names the chain that DNATs to an endpoint.
-func EpChain(ap netip.AddrPort) string { return "ep/" + ap.String() }
 
 // Service returns the contribution last set for key.
 func (t *Table) Service(key string) (Service, bool) {
@@ -130,9 +162,9 @@ func (t *Table) add(s Service) Touched {
 		}
 		t.Forwards[fw.Key] = fw
 		tc.Forwards = append(tc.Forwards, fw.Key)
+		inc(t.Spreads, spreadOf(fw))
+		tc.Spreads = append(tc.Spreads, spreadOf(fw))
 		for _, e := range fw.Endpoints {
-			inc(t.Endpoints, e.AddrPort())
-			tc.Endpoints = append(tc.Endpoints, e.AddrPort())
 			if e.Local {
 				inc(t.Hairpin, e.Addr)
 				tc.Hairpin = append(tc.Hairpin, e.Addr)
@@ -157,9 +189,9 @@ func (t *Table) remove(s Service) Touched {
 		}
 		delete(t.Forwards, fw.Key)
 		tc.Forwards = append(tc.Forwards, fw.Key)
+		dec(t.Spreads, spreadOf(fw))
+		tc.Spreads = append(tc.Spreads, spreadOf(fw))
 		for _, e := range fw.Endpoints {
-			dec(t.Endpoints, e.AddrPort())
-			tc.Endpoints = append(tc.Endpoints, e.AddrPort())
 			if e.Local {
 				dec(t.Hairpin, e.Addr)
 				tc.Hairpin = append(tc.Hairpin, e.Addr)
@@ -187,7 +219,7 @@ func (t *Table) All() Touched {
 	return Touched{
 		EIPs: slices.Collect(maps.Keys(t.EIPs)), Masq: slices.Collect(maps.Keys(t.Masq)),
 		Hairpin: slices.Collect(maps.Keys(t.Hairpin)), Forwards: slices.Collect(maps.Keys(t.Forwards)),
-		Endpoints: slices.Collect(maps.Keys(t.Endpoints)),
+		Spreads: slices.Collect(maps.Keys(t.Spreads)),
 	}
 }
 
@@ -216,49 +248,59 @@ func (t *Table) String() string {
 	addrSet("hairpin4", t.Hairpin, true, true)
 	addrSet("hairpin6", t.Hairpin, false, true)
 	keys := slices.SortedFunc(maps.Keys(t.Forwards), Key.compare)
-	for _, v4 := range []bool{true, false} {
-		var el []string
+	spreads := slices.SortedFunc(maps.Keys(t.Spreads), Spread.compare)
+	for _, fam := range []string{"4", "6"} {
+		v4 := fam == "4"
+		fmt.Fprintf(&b, "  map count%s {\n", fam)
 		for _, k := range keys {
 			if k.EIP.Is4() == v4 {
-				el = append(el, fmt.Sprintf("%s . %s . %d : goto %s", k.EIP, k.Proto, k.Port, FwdChain(k)))
+				fmt.Fprintf(&b, "    %s : %d\n", fwdKey(k), len(t.Forwards[k].Endpoints))
 			}
 		}
-		name := "fwd4"
-		if !v4 {
-			name = "fwd6"
-		}
-		fmt.Fprintf(&b, "  map %s {\n", name)
-		for _, e := range el {
-			fmt.Fprintf(&b, "    %s\n", e)
+		fmt.Fprintf(&b, "  }\n  map dnat%s {\n", fam)
+		for _, k := range keys {
+			if k.EIP.Is4() != v4 {
+				continue
+			}
+			for i, e := range t.Forwards[k].Endpoints {
+				fmt.Fprintf(&b, "    %s . %d : %s . %d\n", fwdKey(k), i, e.Addr, e.Port)
+			}
 		}
 		b.WriteString("  }\n")
 	}
-	for _, k := range keys {
-		fmt.Fprintf(&b, "  chain %s { %s }\n", FwdChain(k), SpreadRule(t.Forwards[k]))
+	for _, fam := range []string{"4", "6"} {
+		var rules []string
+		for _, sp := range spreads {
+			if sp.V6 == (fam == "6") {
+				rules = append(rules, DispatchRule(sp))
+			}
+		}
+		fmt.Fprintf(&b, "  chain spread%s { %s }\n", fam, strings.Join(rules, "; "))
 	}
-	eps := slices.SortedFunc(maps.Keys(t.Endpoints), netip.AddrPort.Compare)
-	for _, ap := range eps {
-		fmt.Fprintf(&b, "  chain %s { %s }\n", EpChain(ap), DNATRule(ap))
+	for _, sp := range spreads {
+		fmt.Fprintf(&b, "  chain %s { %s }\n", sp.Chain(), SpreadChainRule(sp))
 	}
 	b.WriteString("}\n")
 	return b.String()
 }
 
-// SpreadRule renders the rule of a forward's chain.
-func SpreadRule(fw Forward) string {
-	var el []string
-	for i, e := range fw.Endpoints {
-		el = append(el, fmt.Sprintf("%d : goto %s", i, EpChain(e.AddrPort())))
+func fwdKey(k Key) string { return fmt.Sprintf("%s . %s . %d", k.EIP, k.Proto, k.Port) }
+
+// DispatchRule renders the rule of chain spread4/spread6 that sends the
+// forwards with sp.N endpoints to their spread chain.
+func DispatchRule(sp Spread) string {
+	if sp.V6 {
+		return fmt.Sprintf("ip6 daddr . meta l4proto . th dport map @count6 %d goto %s", sp.N, sp.Chain())
 	}
-	return fmt.Sprintf("numgen random mod %d vmap { %s }", len(fw.Endpoints), strings.Join(el, ", "))
+	return fmt.Sprintf("ip daddr . meta l4proto . th dport map @count4 %d goto %s", sp.N, sp.Chain())
 }
 
-// DNATRule renders the rule of an endpoint's chain.
-func DNATRule(ap netip.AddrPort) string {
-	if ap.Addr().Is4() {
-		return "dnat ip to " + ap.String()
+// SpreadChainRule renders the one rule of a spread chain.
+func SpreadChainRule(sp Spread) string {
+	if sp.V6 {
+		return fmt.Sprintf("ct label set eiplb dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod %d map @dnat6", sp.N)
 	}
-	return "dnat ip6 to " + ap.String()
+	return fmt.Sprintf("ct label set eiplb dnat ip to ip daddr . meta l4proto . th dport . numgen random mod %d map @dnat4", sp.N)
 }
 
 func sortedAddrs(m map[netip.Addr]int) []netip.Addr {

@@ -65,7 +65,7 @@ func svc(name string, eips []string, fws ...dataplane.Forward) dataplane.Service
 func bigTable(n int) *dataplane.Table {
 	t := dataplane.NewTable(dataplane.ModeNftables)
 	for i := range n {
-		eip := netip.AddrFrom4([4]byte{10, byte(100 + i>>16), byte(i >> 8), byte(i)})
+		eip := bigEIP(i)
 		a := netip.AddrFrom4([4]byte{172, 16, byte(i >> 8), byte(i)})
 		b := netip.AddrFrom4([4]byte{172, 17, byte(i >> 8), byte(i)})
 		k := dataplane.Key{EIP: eip, Proto: dataplane.TCP, Port: 80}
@@ -77,4 +77,9 @@ func bigTable(n int) *dataplane.Table {
 		})
 	}
 	return t
+}
+
+// bigEIP is the EIP of bigTable's Service i.
+func bigEIP(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(100 + i>>16), byte(i >> 8), byte(i)})
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -21,22 +21,42 @@ type mirror struct {
 	sets  map[string]bool
 	// base: base chain → the comments of its rules, in order.
 	base map[string][]string
-	// fw, ep: chain → hash in its rule's comment ("" when the chain does
-	// not hold exactly one rule with a comment: rewritten on Sync).
-	fw    map[dataplane.Key]string
-	ep    map[netip.AddrPort]string
-	stray map[string]bool // chains this version does not know
-	// fwd: map element → the chain it jumps to.
-	fwd                 map[dataplane.Key]string
+	// dispatch: dispatch chain → the comments of its rules, in order.
+	dispatch map[string][]string
+	// spread: spread chain → hash in its rule's comment ("" when the chain
+	// does not hold exactly one rule with a comment: rewritten on Sync).
+	spread map[dataplane.Spread]string
+	stray  map[string]bool // chains this version does not know
+	// count: forward → its count element (-1: unreadable, rewritten).
+	count map[dataplane.Key]int
+	// dnat: forward → slot → endpoint of its dnat elements (the zero
+	// AddrPort: unreadable, rewritten).
+	dnat                map[dataplane.Key]map[uint32]netip.AddrPort
 	eips, masq, hairpin map[netip.Addr]bool
 }
 
 func newMirror() *mirror {
 	return &mirror{
-		sets: map[string]bool{}, base: map[string][]string{},
-		fw: map[dataplane.Key]string{}, ep: map[netip.AddrPort]string{}, stray: map[string]bool{},
-		fwd:  map[dataplane.Key]string{},
+		sets: map[string]bool{}, base: map[string][]string{}, dispatch: map[string][]string{},
+		spread: map[dataplane.Spread]string{}, stray: map[string]bool{},
+		count: map[dataplane.Key]int{}, dnat: map[dataplane.Key]map[uint32]netip.AddrPort{},
 		eips: map[netip.Addr]bool{}, masq: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{},
+	}
+}
+
+func (m *mirror) setSlot(k dataplane.Key, slot uint32, ap netip.AddrPort) {
+	s := m.dnat[k]
+	if s == nil {
+		s = map[uint32]netip.AddrPort{}
+		m.dnat[k] = s
+	}
+	s[slot] = ap
+}
+
+func (m *mirror) delSlot(k dataplane.Key, slot uint32) {
+	delete(m.dnat[k], slot)
+	if len(m.dnat[k]) == 0 {
+		delete(m.dnat, k)
 	}
 }
 
@@ -74,11 +94,11 @@ func (w *Writer) Load() error {
 		if strings.HasPrefix(s.Name, "__") { // anonymous
 			continue
 		}
-		known := false
-		for _, spec := range setSpecs {
-			known = known || spec.name == s.Name
+		if slices.Contains(legacySets, s.Name) {
+			m.sets[s.Name] = true // deleted by Sync
+			continue
 		}
-		if !known {
+		if !slices.ContainsFunc(setSpecs, func(spec setSpec) bool { return spec.name == s.Name }) {
 			// Not ours to understand; left alone (a later version's).
 			continue
 		}
@@ -89,14 +109,14 @@ func (w *Writer) Load() error {
 		}
 		for _, e := range els {
 			switch s.Name {
-			case mapFwd4, mapFwd6:
-				k, ok := parseFwdKey(e.Key)
-				if !ok {
-					continue
+			case mapCount4, mapCount6:
+				if k, ok := parseFwdKey(e.Key); ok {
+					m.count[k] = parseCount(e.Val)
 				}
-				// An element that is no goto counts as pointing nowhere
-				// (""): Sync replaces it.
-				m.fwd[k] = gotoTarget(e.Val)
+			case mapDNAT4, mapDNAT6:
+				if k, slot, ok := parseSlotKey(e.Key); ok {
+					m.setSlot(k, slot, parseDest(e.Val))
+				}
 			case setHairpin4, setHairpin6:
 				if a, ok := parseHairpinKey(e.Key); ok {
 					m.hairpin[a] = true
@@ -120,19 +140,13 @@ func (w *Writer) Load() error {
 		switch {
 		case c.Hooknum != nil && isBase(c.Name):
 			m.base[c.Name] = []string{}
-		case strings.HasPrefix(c.Name, "fw/"):
-			if k, ok := parseFwdChain(c.Name); ok {
-				m.fw[k] = ""
-				continue
-			}
-			m.stray[c.Name] = true
-		case strings.HasPrefix(c.Name, "ep/"):
-			if ap, err := netip.ParseAddrPort(strings.TrimPrefix(c.Name, "ep/")); err == nil && dataplane.EpChain(ap) == c.Name {
-				m.ep[ap] = ""
-				continue
-			}
-			m.stray[c.Name] = true
+		case c.Hooknum == nil && (c.Name == dispatch4 || c.Name == dispatch6):
+			m.dispatch[c.Name] = []string{}
 		default:
+			if sp, ok := parseSpreadChain(c.Name); ok && c.Hooknum == nil {
+				m.spread[sp] = ""
+				continue
+			}
 			m.stray[c.Name] = true
 		}
 	}
@@ -147,18 +161,17 @@ func (w *Writer) Load() error {
 		if _, ok := m.base[r.chain]; ok {
 			m.base[r.chain] = append(m.base[r.chain], r.comment)
 		}
+		if _, ok := m.dispatch[r.chain]; ok {
+			m.dispatch[r.chain] = append(m.dispatch[r.chain], r.comment)
+		}
 	}
 	for _, r := range rules {
 		if counts[r.chain] != 1 {
 			continue // "" stays: rewritten
 		}
-		if k, ok := parseFwdChain(r.chain); ok {
-			if _, ok := m.fw[k]; ok {
-				m.fw[k] = r.comment
-			}
-		} else if ap, err := netip.ParseAddrPort(strings.TrimPrefix(r.chain, "ep/")); err == nil {
-			if _, ok := m.ep[ap]; ok {
-				m.ep[ap] = r.comment
+		if sp, ok := parseSpreadChain(r.chain); ok {
+			if _, ok := m.spread[sp]; ok {
+				m.spread[sp] = r.comment
 			}
 		}
 	}
@@ -175,64 +188,23 @@ func isBase(name string) bool {
 	return false
 }
 
-// parseFwdChain parses "fw/<eip>/<proto>/<port>" (dataplane.FwdChain).
-func parseFwdChain(name string) (dataplane.Key, bool) {
-	rest, ok := strings.CutPrefix(name, "fw/")
+// parseSpreadChain parses "spread4/<N>" and "spread6/<N>"
+// (dataplane.Spread.Chain).
+func parseSpreadChain(name string) (dataplane.Spread, bool) {
+	var sp dataplane.Spread
+	rest, ok := strings.CutPrefix(name, "spread4/")
 	if !ok {
-		return dataplane.Key{}, false
-	}
-	f := strings.Split(rest, "/")
-	if len(f) != 3 {
-		return dataplane.Key{}, false
-	}
-	a, err := netip.ParseAddr(f[0])
-	if err != nil {
-		return dataplane.Key{}, false
-	}
-	var p dataplane.Proto
-	switch f[1] {
-	case "tcp":
-		p = dataplane.TCP
-	case "udp":
-		p = dataplane.UDP
-	case "sctp":
-		p = dataplane.SCTP
-	default:
-		n, err := strconv.ParseUint(f[1], 10, 8)
-		if err != nil {
-			return dataplane.Key{}, false
+		if rest, ok = strings.CutPrefix(name, "spread6/"); !ok {
+			return sp, false
 		}
-		p = dataplane.Proto(n)
+		sp.V6 = true
 	}
-	port, err := strconv.ParseUint(f[2], 10, 16)
-	if err != nil {
-		return dataplane.Key{}, false
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 1 {
+		return sp, false
 	}
-	k := dataplane.Key{EIP: a, Proto: p, Port: uint16(port)}
-	return k, dataplane.FwdChain(k) == name
-}
-
-// gotoTarget decodes a verdict map element's data: the chain of a goto.
-func gotoTarget(val []byte) string {
-	ad, err := netlink.NewAttributeDecoder(val)
-	if err != nil {
-		return ""
-	}
-	ad.ByteOrder = binary.BigEndian
-	var code int32
-	var chain string
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_VERDICT_CODE:
-			code = int32(ad.Uint32())
-		case unix.NFTA_VERDICT_CHAIN:
-			chain = ad.String()
-		}
-	}
-	if ad.Err() != nil || expr.VerdictKind(code) != expr.VerdictGoto {
-		return ""
-	}
-	return chain
+	sp.N = n
+	return sp, sp.Chain() == name
 }
 
 type ruleInfo struct {

@@ -18,13 +18,14 @@ import (
 // baseVersion is carried in the comment of every base-chain rule. Change it
 // whenever a base rule changes: a writer that finds rules with another
 // comment replaces them (in the same transaction, the chain stays).
-const baseVersion = "eiplb:v1"
+// v1: ip daddr . meta l4proto . th dport vmap @fwd4 → fw/ and ep/ chains.
+// v2: ip daddr @eips4 jump spread4 (Services only in map elements).
+const baseVersion = "eiplb:v2"
 
 // Registers: NFT_REG_1 is 16 bytes wide and overlaps the 32-bit registers
 // 8..11; concatenations use 32-bit registers like nft does.
 const (
 	reg1     = unix.NFT_REG_1
-	reg2     = unix.NFT_REG_2
 	regVerd  = unix.NFT_REG_VERDICT
 	reg32_00 = unix.NFT_REG32_00
 )
@@ -37,13 +38,43 @@ const (
 	setMasq6    = "masq6"
 	setHairpin4 = "hairpin4"
 	setHairpin6 = "hairpin6"
-	mapFwd4     = "fwd4"
-	mapFwd6     = "fwd6"
+	mapCount4   = "count4"
+	mapCount6   = "count6"
+	mapDNAT4    = "dnat4"
+	mapDNAT6    = "dnat6"
 )
 
+// legacySets are maps of older layouts, deleted by a full Sync (v1: the
+// verdict maps to the fw/ chains).
+var legacySets = []string{"fwd4", "fwd6"}
+
+// Names of the dispatch chains: one rule per endpoint count N in use,
+// `ip daddr . meta l4proto . th dport map @count4 N goto spread4/N`.
+//
+// Not the single `... map @count4 vmap @spread4` rule (a lookup of the count
+// in a verdict map): the kernel takes it, but nft 1.0.6 aborts listing it
+// (netlink_delinearize.c: netlink_parse_concat_expr: Assertion
+// `consumed > 0' failed: it gives a map's result no length), and nothing but
+// a register can carry the count from one lookup to the next without
+// touching the packet or the connection. Not a verdict map from the forward
+// to spread4/N either: every commit that adds a goto element walks all the
+// elements of such a map (8–19 ms with 10,000 forwards).
+const (
+	dispatch4 = "spread4"
+	dispatch6 = "spread6"
+)
+
+// The 32-bit fields of the maps (the count, the slot) are typed mark: nft
+// 1.0.6 aborts listing a concatenation with an integer field
+// (mergesort.c: concat_expr_msort_value: Assertion `ilen > 0' failed), and a
+// mark is a fixed-size 32-bit value it prints in hex.
 var (
 	typeFwd4     = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	typeFwd6     = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+	typeSlot4    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark)
+	typeSlot6    = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeMark)
+	typeDest4    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	typeDest6    = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)
 	typeHairpin4 = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
 	typeHairpin6 = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr)
 )
@@ -53,7 +84,8 @@ type setSpec struct {
 	name   string
 	key    nftables.SetDatatype
 	concat bool
-	vmap   bool
+	// data: the type of a map's values; a set when zero.
+	data nftables.SetDatatype
 	// nat: only in ModeNftables.
 	nat bool
 }
@@ -65,15 +97,17 @@ var setSpecs = []setSpec{
 	{name: setMasq6, key: nftables.TypeIP6Addr, nat: true},
 	{name: setHairpin4, key: typeHairpin4, concat: true, nat: true},
 	{name: setHairpin6, key: typeHairpin6, concat: true, nat: true},
-	{name: mapFwd4, key: typeFwd4, concat: true, vmap: true, nat: true},
-	{name: mapFwd6, key: typeFwd6, concat: true, vmap: true, nat: true},
+	{name: mapCount4, key: typeFwd4, concat: true, data: nftables.TypeMark, nat: true},
+	{name: mapCount6, key: typeFwd6, concat: true, data: nftables.TypeMark, nat: true},
+	{name: mapDNAT4, key: typeSlot4, concat: true, data: typeDest4, nat: true},
+	{name: mapDNAT6, key: typeSlot6, concat: true, data: typeDest6, nat: true},
 }
 
 func (s setSpec) set(t *nftables.Table) *nftables.Set {
 	set := &nftables.Set{Table: t, Name: s.name, KeyType: s.key, Concatenation: s.concat}
-	if s.vmap {
+	if s.data.Name != "" {
 		set.IsMap = true
-		set.DataType = nftables.TypeVerdict
+		set.DataType = s.data
 	}
 	return set
 }
@@ -156,26 +190,75 @@ func fam(v4 bool, s4, s6 string) string {
 	return s6
 }
 
-// dnatRules: ip daddr . meta l4proto . th dport vmap @fwd4 (and v6).
+// dnatRules: ip daddr @eips4 jump spread4 (and v6). The dispatch chain
+// does the rest; traffic to other addresses costs one lookup.
 func dnatRules() []baseRule {
 	var out []baseRule
 	for _, v4 := range []bool{true, false} {
-		// The address fills 1 (v4) or 4 (v6) 32-bit registers from reg32_00.
-		next := uint32(reg32_00) + addrLen(v4)/4
 		e := nfproto(v4)
 		e = append(e,
 			daddr(v4, reg1),
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: next},
-			&expr.Payload{DestRegister: next + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			&expr.Lookup{SourceRegister: reg1, SetName: fam(v4, mapFwd4, mapFwd6), DestRegister: regVerd, IsDestRegSet: true},
+			lookup(fam(v4, setEIPs4, setEIPs6), reg1),
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: fam(v4, dispatch4, dispatch6)},
 		)
-		out = append(out, baseRule{id: fam(v4, "fwd4", "fwd6"), exprs: e})
+		out = append(out, baseRule{id: fam(v4, "dnat4", "dnat6"), exprs: e})
 	}
 	return out
 }
 
+// loadForward loads ip(6) daddr . meta l4proto . th dport into consecutive
+// 32-bit registers from reg1 and returns the first register after them.
+func loadForward(v4 bool) ([]expr.Any, uint32) {
+	// The address fills 1 (v4) or 4 (v6) 32-bit registers from reg32_00.
+	next := uint32(reg32_00) + addrLen(v4)/4
+	return []expr.Any{
+		daddr(v4, reg1),
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: next},
+		&expr.Payload{DestRegister: next + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	}, next + 2
+}
+
+// dispatchExprs: ip daddr . meta l4proto . th dport map @count4 N goto
+// spread4/N (the rule of sp in its family's dispatch chain).
+func dispatchExprs(sp dataplane.Spread) []expr.Any {
+	v4 := !sp.V6
+	e := nfproto(v4)
+	load, _ := loadForward(v4)
+	e = append(e, load...)
+	return append(e,
+		&expr.Lookup{SourceRegister: reg1, SetName: fam(v4, mapCount4, mapCount6), DestRegister: reg1, IsDestRegSet: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: countVal(sp.N)},
+		&expr.Verdict{Kind: expr.VerdictGoto, Chain: sp.Chain()},
+	)
+}
+
+// spreadExprs: the rule of chain spread4/N (dataplane.SpreadChainRule):
+// ct label set; dnat ip to ip daddr . meta l4proto . th dport . numgen
+// random mod N map @dnat4. The map's value is the endpoint's address in the
+// first register(s) and its port in the next 32-bit register, like nft
+// encodes it (v4: addr_min reg 1, proto_min reg32_01; v6: proto_min
+// reg32_04).
+func spreadExprs(sp dataplane.Spread) []expr.Any {
+	v4 := !sp.V6
+	e := append(nfproto(v4), setLabel()...)
+	load, next := loadForward(v4)
+	e = append(e, load...)
+	family := uint32(unix.NFPROTO_IPV6)
+	if v4 {
+		family = unix.NFPROTO_IPV4
+	}
+	return append(e,
+		&expr.Numgen{Register: next, Modulus: uint32(sp.N), Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: reg1, SetName: fam(v4, mapDNAT4, mapDNAT6), DestRegister: reg1, IsDestRegSet: true},
+		&expr.NAT{
+			Type: expr.NATTypeDestNAT, Family: family,
+			RegAddrMin: reg1, RegProtoMin: uint32(reg32_00) + addrLen(v4)/4, Specified: true,
+		},
+	)
+}
+
 // labelBit is the conntrack label that marks a connection DNATed from an
-// EIP by this table (set in the fw/ chains, read in postrouting). A label,
+// EIP by this table (set in the spread chains, read in postrouting). A label,
 // not `ct original ip daddr @eips4`: nft (1.0.6) cannot list a lookup on the
 // inet family's 16-byte NFT_CT_DST load, and the library cannot send the
 // typed NFT_CT_DST_IP key (it omits the direction); a label, unlike a packet
@@ -253,9 +336,10 @@ func commentOf(ud []byte) string {
 	return s
 }
 
-// chainVersion salts the hashes of fw/ and ep/ rules: change it when their
-// encoding changes beyond what dataplane renders, so old rules get replaced.
-const chainVersion = "v1;"
+// chainVersion salts the hashes of the spread chains' rules: change it
+// when their encoding changes beyond what dataplane renders, so old rules
+// get replaced.
+const chainVersion = "v2;"
 
 // hash is the short hash of a rendered rule kept in its comment.
 func hash(rendered string) string {
@@ -263,48 +347,10 @@ func hash(rendered string) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// dnatExprs: dnat ip(6) to addr:port.
-func dnatExprs(ap netip.AddrPort) []expr.Any {
-	a := ap.Addr()
-	family := uint32(unix.NFPROTO_IPV6)
-	if a.Is4() {
-		family = unix.NFPROTO_IPV4
-	}
-	return []expr.Any{
-		&expr.Immediate{Register: reg1, Data: a.AsSlice()},
-		&expr.Immediate{Register: reg2, Data: binaryutil.BigEndian.PutUint16(ap.Port())},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: family, RegAddrMin: reg1, RegProtoMin: reg2},
-	}
-}
+// dispatchComment is the comment of sp's rule in its dispatch chain.
+func dispatchComment(sp dataplane.Spread) string { return "goto " + sp.Chain() }
 
-// spreadSet is the anonymous constant verdict map of a forward's chain:
-// i → goto ep/<endpoint i>. Keys are in host byte order (numgen writes the
-// register natively).
-func spreadSet(t *nftables.Table, fw dataplane.Forward) (*nftables.Set, []nftables.SetElement) {
-	s := &nftables.Set{
-		Table: t, Anonymous: true, Constant: true, IsMap: true,
-		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
-	}
-	el := make([]nftables.SetElement, len(fw.Endpoints))
-	for i, e := range fw.Endpoints {
-		el[i] = nftables.SetElement{
-			Key:         binaryutil.NativeEndian.PutUint32(uint32(i)),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: dataplane.EpChain(e.AddrPort())},
-		}
-	}
-	return s, el
-}
-
-// spreadExprs: numgen random mod N vmap <set>. The set must have been added
-// (AddSet assigns its name and id).
-func spreadExprs(s *nftables.Set, n int) []expr.Any {
-	return append(setLabel(),
-		&expr.Numgen{Register: reg1, Modulus: uint32(n), Type: unix.NFT_NG_RANDOM},
-		&expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID, DestRegister: regVerd, IsDestRegSet: true},
-	)
-}
-
-// Set element keys. Concatenated fields are padded to 4 bytes.
+// Set element keys and values. Concatenated fields are padded to 4 bytes.
 
 func addrKey(a netip.Addr) []byte { return a.AsSlice() }
 
@@ -314,6 +360,24 @@ func fwdKey(k dataplane.Key) []byte {
 	b := k.EIP.AsSlice()
 	b = append(b, byte(k.Proto), 0, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, k.Port)
+	return append(b, 0, 0)
+}
+
+// countVal is the value of a count element (and what the dispatch rules
+// compare it with): big endian, so nft lists the number.
+func countVal(n int) []byte { return binaryutil.BigEndian.PutUint32(uint32(n)) }
+
+// slotKey is the key of a dnat element: the forward and the slot, in host
+// byte order (numgen writes its register natively; nft lists the slot as
+// it is).
+func slotKey(k dataplane.Key, slot uint32) []byte {
+	return append(fwdKey(k), binaryutil.NativeEndian.PutUint32(slot)...)
+}
+
+// destVal is the value of a dnat element: the endpoint's address . port.
+func destVal(ap netip.AddrPort) []byte {
+	b := ap.Addr().AsSlice()
+	b = binary.BigEndian.AppendUint16(b, ap.Port())
 	return append(b, 0, 0)
 }
 
@@ -329,6 +393,32 @@ func parseFwdKey(b []byte) (dataplane.Key, bool) {
 	}
 	a, _ := netip.AddrFromSlice(b[:n])
 	return dataplane.Key{EIP: a, Proto: dataplane.Proto(b[n]), Port: binary.BigEndian.Uint16(b[n+4 : n+6])}, true
+}
+
+func parseSlotKey(b []byte) (dataplane.Key, uint32, bool) {
+	if len(b) < 4 {
+		return dataplane.Key{}, 0, false
+	}
+	k, ok := parseFwdKey(b[:len(b)-4])
+	return k, binaryutil.NativeEndian.Uint32(b[len(b)-4:]), ok
+}
+
+// parseCount decodes a count element's value; -1 if it is none.
+func parseCount(b []byte) int {
+	if len(b) != 4 {
+		return -1
+	}
+	return int(binary.BigEndian.Uint32(b))
+}
+
+// parseDest decodes a dnat element's value; the zero AddrPort if it is
+// none.
+func parseDest(b []byte) netip.AddrPort {
+	if len(b) != 8 && len(b) != 20 {
+		return netip.AddrPort{}
+	}
+	a, _ := netip.AddrFromSlice(b[:len(b)-4])
+	return netip.AddrPortFrom(a, binary.BigEndian.Uint16(b[len(b)-4:]))
 }
 
 func parseHairpinKey(b []byte) (netip.Addr, bool) {

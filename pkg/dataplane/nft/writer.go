@@ -6,9 +6,14 @@
 // Base chains (the hooks) are created when missing and never flushed or
 // deleted on start, so an agent restart drops no traffic; their rules carry
 // the comment baseVersion and are replaced when a writer finds older ones.
-// Every fw/ and ep/ chain has one rule whose comment is a short hash of its
-// rendering (dataplane.SpreadRule, dataplane.DNATRule): a rule is rewritten
-// only when the hash differs.
+// Services live only in map elements (count4, dnat4, ...), so a Service
+// change is a few element updates in one transaction. The chains are few:
+// one spread chain per endpoint count in use (its one rule carries a short
+// hash of its rendering, dataplane.SpreadChainRule, and is rewritten only
+// when the hash differs) and one dispatch chain per family, rewritten when
+// the set of counts in use changes. The first full Sync after Load replaces
+// the objects of an older layout (v1: fw/ and ep/ chains, fwd4/fwd6 maps) in
+// the same transaction as it writes the new ones.
 package nft
 
 import (
@@ -19,7 +24,6 @@ import (
 	"slices"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -173,14 +177,14 @@ func (w *Writer) Sync(desired *dataplane.Table) error {
 	for a := range m.hairpin {
 		tc.Hairpin = append(tc.Hairpin, a)
 	}
-	for k := range m.fw {
+	for k := range m.count {
 		tc.Forwards = append(tc.Forwards, k)
 	}
-	for k := range m.fwd {
+	for k := range m.dnat {
 		tc.Forwards = append(tc.Forwards, k)
 	}
-	for ap := range m.ep {
-		tc.Endpoints = append(tc.Endpoints, ap)
+	for sp := range m.spread {
+		tc.Spreads = append(tc.Spreads, sp)
 	}
 	t := newTxn()
 	w.plan(t, desired, tc, true)
@@ -230,31 +234,25 @@ func Cleanup(opts Options) error {
 // Transaction stages, in the order the kernel's reference counting needs:
 // things are added before what refers to them and deleted after.
 const (
-	stTable    = iota
-	stSets     // named sets and maps
-	stEP       // ep/ chains and their rules
-	stFW       // fw/ chains and their rules (goto ep/)
-	stElemDel  // set and map elements
-	stElemAdd  // (fwd elements goto fw/)
-	stBase     // base chains and their rules
-	stFWDel    // fw/ chains nothing refers to any more
-	stEPDel    // ep/ chains nothing refers to any more
+	stTable       = iota
+	stSets        // named sets and maps
+	stSpread      // spread chains and their rules (lookup @dnat4)
+	stElemDel     // set and map elements
+	stElemAdd     //
+	stDispatch    // dispatch chains (goto spread4/N, lookup @count4)
+	stBase        // base chains and their rules (jump spread4)
+	stDispatchDel // dispatch chains of a mode without NAT
+	stSpreadDel   // spread chains nothing dispatches to any more
+	stStrayFlush  // rules of chains this version does not know (v1's fw/
+	// and ep/ chains refer to each other: all are flushed before any goes)
+	stSetDel   // sets the mode does not use, maps of older layouts
 	stStrayDel // chains this version does not know
-	stSetDel   // sets the mode does not use
 	nStages
 )
 
 // maxElems bounds the elements of one netlink message (its attributes
 // have 16-bit lengths).
 const maxElems = 256
-
-// anonPerTxn bounds the fw/ rules (each with an anonymous map) of one
-// transaction: the kernel walks the whole transaction for every anonymous
-// map it binds, so a transaction with n of them costs O(n²) (10,000 in one
-// transaction took 80 s). Larger changes first add and rewrite the fw/ and
-// ep/ chains in transactions of this size (nothing refers to a new chain
-// yet, and each rewrite is atomic), then do the rest in one.
-const anonPerTxn = 500
 
 // op is one change: what to queue on the connection, and what to record in
 // the mirror once the kernel accepted it.
@@ -300,9 +298,8 @@ func (t *txn) elem(set *nftables.Set, add bool, e nftables.SetElement) {
 	t.changes++
 }
 
-// commit sends t, in one transaction unless it rewrites more than
-// anonPerTxn fw/ chains (see there), and updates the mirror with what the
-// kernel accepted.
+// commit sends t in one transaction and updates the mirror with what the
+// kernel accepted. Nothing is sent when nothing differs.
 func (w *Writer) commit(t *txn) error {
 	if t.changes == 0 {
 		return nil
@@ -316,29 +313,11 @@ func (w *Writer) commit(t *txn) error {
 			t.stages[stElemAdd] = append(t.stages[stElemAdd], op{do: func(cc *nftables.Conn) error { return cc.SetAddElements(ops.set, c) }})
 		}
 	}
-	var final []op
-	first := 0
-	if len(t.stages[stFW]) > anonPerTxn {
-		var pre []op
-		for _, s := range t.stages[:stFW] {
-			pre = append(pre, s...)
-		}
-		for c := range slices.Chunk(pre, 4*anonPerTxn) {
-			if err := w.flush(c, nil); err != nil {
-				return err
-			}
-		}
-		for c := range slices.Chunk(t.stages[stFW], anonPerTxn) {
-			if err := w.flush(c, nil); err != nil {
-				return err
-			}
-		}
-		first = stFW + 1
+	var all []op
+	for _, s := range t.stages {
+		all = append(all, s...)
 	}
-	for _, s := range t.stages[first:] {
-		final = append(final, s...)
-	}
-	return w.flush(final, t.commits)
+	return w.flush(all, t.commits)
 }
 
 // flush sends ops in one transaction (one Flush) and, if the kernel
@@ -398,15 +377,18 @@ func (w *Writer) plan(t *txn, d *dataplane.Table, tc dataplane.Touched, full boo
 			set := sets[s.name]
 			t.op(stSets, 1, func(c *nftables.Conn) error { return c.AddSet(set, nil) }, func(m *mirror) { m.sets[set.Name] = true })
 		case !want && have && full:
-			set := sets[s.name]
-			t.op(stSetDel, 1, func(c *nftables.Conn) error { c.DelSet(set); return nil }, func(m *mirror) { delete(m.sets, set.Name) })
+			w.delSet(t, s.name)
+		}
+	}
+	if full {
+		for _, name := range legacySets {
+			if m.sets[name] {
+				w.delSet(t, name)
+			}
 		}
 	}
 
 	nat := mode == dataplane.ModeNftables
-	for _, ap := range uniq(tc.Endpoints) {
-		w.planEndpoint(t, ap, nat && d.Endpoints[ap] > 0)
-	}
 	for _, k := range uniq(tc.Forwards) {
 		fw, want := d.Forwards[k]
 		w.planForward(t, sets, k, fw, nat && want && len(fw.Endpoints) > 0)
@@ -415,32 +397,89 @@ func (w *Writer) plan(t *txn, d *dataplane.Table, tc dataplane.Touched, full boo
 	planAddrs(t, uniq(tc.Masq), d.Masq, m.masq, sets[setMasq4], sets[setMasq6], addrKey, nat)
 	planAddrs(t, uniq(tc.Hairpin), d.Hairpin, m.hairpin, sets[setHairpin4], sets[setHairpin6], hairpinKey, nat)
 
+	spreads := uniq(tc.Spreads)
+	for _, sp := range spreads {
+		w.planSpread(t, sp, nat && d.Spreads[sp] > 0)
+	}
+	for _, v6 := range []bool{false, true} {
+		w.planDispatch(t, d, v6, nat, full || len(spreads) > 0)
+	}
+
 	for _, b := range baseSpecs {
 		w.planBase(t, b, full)
 	}
 	if full {
 		for name := range m.stray {
 			ch := &nftables.Chain{Table: tbl, Name: name}
+			t.op(stStrayFlush, 1, func(c *nftables.Conn) error { c.FlushChain(ch); return nil }, nil)
 			t.op(stStrayDel, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.stray, ch.Name) })
 		}
 	}
 }
 
-func (w *Writer) planEndpoint(t *txn, ap netip.AddrPort, want bool) {
-	ch := &nftables.Chain{Table: w.table, Name: dataplane.EpChain(ap)}
-	have, ok := w.m.ep[ap]
+func (w *Writer) delSet(t *txn, name string) {
+	set := &nftables.Set{Table: w.table, Name: name}
+	t.op(stSetDel, 1, func(c *nftables.Conn) error { c.DelSet(set); return nil }, func(m *mirror) { delete(m.sets, name) })
+}
+
+// planForward updates the elements of forward k: its count and one dnat
+// element per endpoint slot. A changed element is deleted and added again
+// in the same transaction (the kernel has no replace), which is atomic.
+func (w *Writer) planForward(t *txn, sets map[string]*nftables.Set, k dataplane.Key, fw dataplane.Forward, want bool) {
+	v4 := k.EIP.Is4()
+	count, dnat := sets[mapCount6], sets[mapDNAT6]
+	if v4 {
+		count, dnat = sets[mapCount4], sets[mapDNAT4]
+	}
+	n := 0
+	if want {
+		n = len(fw.Endpoints)
+	}
+	if have, ok := w.m.count[k]; !ok || have != n {
+		if ok {
+			t.elem(count, false, nftables.SetElement{Key: fwdKey(k)})
+			t.then(func(m *mirror) { delete(m.count, k) })
+		}
+		if want {
+			t.elem(count, true, nftables.SetElement{Key: fwdKey(k), Val: countVal(n)})
+			t.then(func(m *mirror) { m.count[k] = n })
+		}
+	}
+	have := w.m.dnat[k]
+	for slot, ap := range have {
+		if int64(slot) < int64(n) && fw.Endpoints[slot].AddrPort() == ap {
+			continue
+		}
+		t.elem(dnat, false, nftables.SetElement{Key: slotKey(k, slot)})
+		t.then(func(m *mirror) { m.delSlot(k, slot) })
+	}
+	for i := range n {
+		slot, ap := uint32(i), fw.Endpoints[i].AddrPort()
+		if cur, ok := have[slot]; ok && cur == ap {
+			continue
+		}
+		t.elem(dnat, true, nftables.SetElement{Key: slotKey(k, slot), Val: destVal(ap)})
+		t.then(func(m *mirror) { m.setSlot(k, slot, ap) })
+	}
+}
+
+// planSpread makes chain sp.Chain() hold its one rule, or deletes it (after
+// the dispatch chain stopped going there).
+func (w *Writer) planSpread(t *txn, sp dataplane.Spread, want bool) {
+	ch := &nftables.Chain{Table: w.table, Name: sp.Chain()}
+	have, ok := w.m.spread[sp]
 	if !want {
 		if ok {
-			t.op(stEPDel, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.ep, ap) })
+			t.op(stSpreadDel, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.spread, sp) })
 		}
 		return
 	}
-	h := hash(dataplane.DNATRule(ap))
+	h := hash(dataplane.SpreadChainRule(sp))
 	if ok && have == h {
 		return
 	}
-	rule := &nftables.Rule{Table: w.table, Chain: ch, Exprs: dnatExprs(ap), UserData: comment(h)}
-	t.op(stEP, 1, func(c *nftables.Conn) error {
+	rule := &nftables.Rule{Table: w.table, Chain: ch, Exprs: spreadExprs(sp), UserData: comment(h)}
+	t.op(stSpread, 1, func(c *nftables.Conn) error {
 		if ok {
 			c.FlushChain(ch)
 		} else {
@@ -448,48 +487,51 @@ func (w *Writer) planEndpoint(t *txn, ap netip.AddrPort, want bool) {
 		}
 		c.AddRule(rule)
 		return nil
-	}, func(m *mirror) { m.ep[ap] = h })
+	}, func(m *mirror) { m.spread[sp] = h })
 }
 
-func (w *Writer) planForward(t *txn, sets map[string]*nftables.Set, k dataplane.Key, fw dataplane.Forward, want bool) {
-	name := dataplane.FwdChain(k)
+// planDispatch makes the family's dispatch chain hold one rule per spread
+// in use, in order of N, rewriting it whole when that set changed (rarely:
+// a first forward with a new number of endpoints, or the last one gone).
+// check: compare with the mirror (a full Sync, or spreads were touched).
+func (w *Writer) planDispatch(t *txn, d *dataplane.Table, v6, nat, check bool) {
+	name := fam(!v6, dispatch4, dispatch6)
 	ch := &nftables.Chain{Table: w.table, Name: name}
-	fwd := sets[mapFwd6]
-	if k.EIP.Is4() {
-		fwd = sets[mapFwd4]
-	}
-	target, inMap := w.m.fwd[k]
-	have, ok := w.m.fw[k]
-
-	if inMap && (!want || target != name) {
-		t.elem(fwd, false, nftables.SetElement{Key: fwdKey(k)})
-		t.then(func(m *mirror) { delete(m.fwd, k) })
-	}
-	if !want {
+	have, ok := w.m.dispatch[name]
+	if !nat {
 		if ok {
-			t.op(stFWDel, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.fw, k) })
+			t.op(stDispatchDel, 1, func(c *nftables.Conn) error { c.DelChain(ch); return nil }, func(m *mirror) { delete(m.dispatch, name) })
 		}
 		return
 	}
-	if h := hash(dataplane.SpreadRule(fw)); !ok || have != h {
-		t.op(stFW, 1, func(c *nftables.Conn) error {
-			if ok {
-				c.FlushChain(ch)
-			} else {
-				c.AddChain(ch)
-			}
-			set, el := spreadSet(w.table, fw)
-			if err := c.AddSet(set, el); err != nil {
-				return err
-			}
-			c.AddRule(&nftables.Rule{Table: w.table, Chain: ch, Exprs: spreadExprs(set, len(fw.Endpoints)), UserData: comment(h)})
-			return nil
-		}, func(m *mirror) { m.fw[k] = h })
+	if ok && !check {
+		return
 	}
-	if !inMap || target != name {
-		t.elem(fwd, true, nftables.SetElement{Key: fwdKey(k), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name}})
-		t.then(func(m *mirror) { m.fwd[k] = name })
+	var spreads []dataplane.Spread
+	for sp := range d.Spreads {
+		if sp.V6 == v6 {
+			spreads = append(spreads, sp)
+		}
 	}
+	slices.SortFunc(spreads, func(a, b dataplane.Spread) int { return a.N - b.N })
+	comments := make([]string, len(spreads))
+	for i, sp := range spreads {
+		comments[i] = dispatchComment(sp)
+	}
+	if ok && slices.Equal(have, comments) {
+		return
+	}
+	t.op(stDispatch, 1+len(spreads), func(c *nftables.Conn) error {
+		if ok {
+			c.FlushChain(ch)
+		} else {
+			c.AddChain(ch)
+		}
+		for i, sp := range spreads {
+			c.AddRule(&nftables.Rule{Table: w.table, Chain: ch, Exprs: dispatchExprs(sp), UserData: comment(comments[i])})
+		}
+		return nil
+	}, func(m *mirror) { m.dispatch[name] = comments })
 }
 
 func planAddrs(t *txn, addrs []netip.Addr, want map[netip.Addr]int, have map[netip.Addr]bool,

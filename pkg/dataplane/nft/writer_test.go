@@ -46,16 +46,24 @@ func TestSyncListsExpectedContent(t *testing.T) {
 	}
 	out := nft(t, ns, "list", "table", "inet", "eiplb")
 	for _, want := range []string{
-		"192.0.2.10 . tcp . 80 : goto fw/192.0.2.10/tcp/80",
-		"192.0.2.11 . udp . 53 : goto fw/192.0.2.11/udp/53",
-		"2001:db8::10 . tcp . 80 : goto fw/2001:db8::10/tcp/80",
-		`chain fw/192.0.2.10/tcp/80 {`,
-		"numgen random mod 2 vmap",
-		`chain ep/10.1.0.2:8080 {`,
-		"dnat ip to 10.1.0.2:8080",
-		"dnat ip6 to [fd00:1::2]:8080",
+		"type ipv4_addr . inet_proto . inet_service : mark",
+		"type ipv4_addr . inet_proto . inet_service . mark : ipv4_addr . inet_service",
+		"type ipv6_addr . inet_proto . inet_service . mark : ipv6_addr . inet_service",
+		"192.0.2.10 . tcp . 80 : 0x00000002",
+		"192.0.2.11 . udp . 53 : 0x00000001",
+		"2001:db8::10 . tcp . 80 : 0x00000001",
+		"192.0.2.10 . tcp . 80 . 0x00000000 : 10.1.0.2 . 8080",
+		"192.0.2.10 . tcp . 80 . 0x00000001 : 10.2.0.2 . 8080",
+		"192.0.2.11 . udp . 53 . 0x00000000 : 10.1.0.3 . 5353",
+		"2001:db8::10 . tcp . 80 . 0x00000000 : fd00:1::2 . 8080",
+		"chain spread4/1 {", "chain spread4/2 {", "chain spread6/1 {",
+		"ct label set 100 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @dnat4",
+		"dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 1 map @dnat6",
+		"ip daddr . meta l4proto . th dport map @count4 0x2 [invalid type] goto spread4/2",
+		"ip6 daddr . meta l4proto . th dport map @count6 0x1 [invalid type] goto spread6/1",
+		"ip daddr @eips4 jump spread4",
 		"10.1.0.2 . 10.1.0.2",
-		`comment "eiplb:v1:fwd4"`,
+		`comment "eiplb:v2:dnat4"`,
 		"type nat hook prerouting priority dstnat - 10",
 		"type nat hook postrouting priority srcnat + 10",
 		"type filter hook forward priority filter - 10",
@@ -67,6 +75,14 @@ func TestSyncListsExpectedContent(t *testing.T) {
 			t.Errorf("nft list lacks %q:\n%s", want, out)
 		}
 	}
+	for _, gone := range []string{"fw/", "ep/", "fwd4"} {
+		if strings.Contains(out, gone) {
+			t.Errorf("nft list holds %q:\n%s", gone, out)
+		}
+	}
+	// The whole ruleset lists too (nft aborts on encodings it cannot
+	// delinearize).
+	nft(t, ns, "list", "ruleset")
 	if t.Failed() {
 		return
 	}
@@ -83,7 +99,7 @@ func TestSyncListsExpectedContent(t *testing.T) {
 		t.Errorf("Sync after Load wrote %d changes in %d transactions, want none", w2.Changes(), w2.Transactions())
 	}
 
-	// One endpoint changes: only that forward (and the endpoint chains).
+	// One endpoint changes: only that forward's elements.
 	tc := d.Set(svc("web", []string{"192.0.2.10", "2001:db8::10"},
 		dataplane.Forward{Key: key("192.0.2.10", dataplane.TCP, 80), Endpoints: []dataplane.Endpoint{
 			ep("10.1.0.2:8080", true), ep("10.1.0.9:8080", true),
@@ -95,13 +111,13 @@ func TestSyncListsExpectedContent(t *testing.T) {
 	if err := w2.Apply(d, tc); err != nil {
 		t.Fatal(err)
 	}
-	// fw rule replaced, ep/10.1.0.9 added, ep/10.2.0.2 deleted, masq 10.2.0.2
-	// deleted, hairpin 10.1.0.9 added.
-	if got := w2.Changes(); got != 5 {
-		t.Errorf("Apply of one endpoint change wrote %d changes, want 5", got)
+	// dnat slot 1 deleted and added, masq 10.2.0.2 deleted, hairpin
+	// 10.1.0.9 added; one transaction.
+	if got := w2.Changes(); got != 4 || w2.Transactions() != 1 {
+		t.Errorf("Apply of one endpoint change wrote %d changes in %d transactions, want 4 in 1", got, w2.Transactions())
 	}
 	out = nft(t, ns, "list", "table", "inet", "eiplb")
-	if strings.Contains(out, "10.2.0.2") || !strings.Contains(out, "chain ep/10.1.0.9:8080") {
+	if strings.Contains(out, "10.2.0.2") || !strings.Contains(out, "192.0.2.10 . tcp . 80 . 0x00000001 : 10.1.0.9 . 8080") {
 		t.Errorf("after Apply:\n%s", out)
 	}
 
@@ -114,12 +130,13 @@ func TestSyncListsExpectedContent(t *testing.T) {
 		t.Errorf("Sync after Apply + Load: %v, %d changes", err, w3.Changes())
 	}
 
-	// Deleting a service removes its chains and elements.
+	// Deleting a service removes its elements, and the spread chain of
+	// its endpoint count, which it alone used.
 	if err := w3.Apply(d, d.Delete("default/dns")); err != nil {
 		t.Fatal(err)
 	}
 	out = nft(t, ns, "list", "table", "inet", "eiplb")
-	for _, gone := range []string{"192.0.2.11", "udp", "10.1.0.3"} {
+	for _, gone := range []string{"192.0.2.11", "udp", "10.1.0.3", "spread4/1"} {
 		if strings.Contains(out, gone) {
 			t.Errorf("%q still listed after delete:\n%s", gone, out)
 		}
@@ -169,7 +186,7 @@ func TestOutdatedBaseRulesReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := nft(t, ns, "-a", "list", "chain", "inet", "eiplb", "forward")
-	if strings.Contains(out, "eiplb:v0:old") || strings.Count(out, "eiplb:v1:") != 4 {
+	if strings.Contains(out, "eiplb:v0:old") || strings.Count(out, "eiplb:v2:") != 4 {
 		t.Errorf("forward after Sync:\n%s", out)
 	}
 	if handle() != before {
@@ -190,7 +207,7 @@ func TestKubeProxyMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := nft(t, ns, "list", "table", "inet", "eiplb")
-	for _, bad := range []string{"nat", "fwd4", "masq"} {
+	for _, bad := range []string{"nat", "count4", "masq", "spread"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("kube-proxy mode table holds %q:\n%s", bad, out)
 		}
@@ -215,7 +232,7 @@ func TestKubeProxyMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = nft(t, ns, "list", "table", "inet", "eiplb")
-	for _, bad := range []string{"nat", "fwd4", "masq", "fw/", "ep/", "192.0.2.11"} {
+	for _, bad := range []string{"nat", "count4", "dnat4", "masq", "spread", "192.0.2.11"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("after switch to kube-proxy mode the table holds %q:\n%s", bad, out)
 		}
@@ -229,17 +246,16 @@ func TestFailedFlushKeepsMirror(t *testing.T) {
 	if err := w.Sync(d); err != nil {
 		t.Fatal(err)
 	}
-	// Someone deletes a chain behind the writer's back: the next Apply that
-	// rewrites it fails, and Load + Sync repairs.
-	nft(t, ns, "delete", "element", "inet", "eiplb", "fwd4", "{ 192.0.2.11 . udp . 53 }")
-	nft(t, ns, "delete", "chain", "inet", "eiplb", "fw/192.0.2.11/udp/53")
+	// Someone deletes an element behind the writer's back: the next Apply
+	// that replaces it fails, and Load + Sync repairs.
+	nft(t, ns, "delete", "element", "inet", "eiplb", "count4", "{ 192.0.2.11 . udp . 53 }")
 	tc := d.Set(svc("dns", []string{"192.0.2.11"},
 		dataplane.Forward{Key: key("192.0.2.11", dataplane.UDP, 53), Endpoints: []dataplane.Endpoint{
 			ep("10.1.0.3:5353", true), ep("10.1.0.4:5353", true),
 		}},
 	))
 	if err := w.Apply(d, tc); err == nil {
-		t.Fatal("Apply on a chain deleted behind the writer's back succeeded")
+		t.Fatal("Apply on an element deleted behind the writer's back succeeded")
 	}
 	if strings.Contains(nft(t, ns, "list", "table", "inet", "eiplb"), "10.1.0.4") {
 		t.Fatal("failed transaction left changes")
@@ -251,7 +267,7 @@ func TestFailedFlushKeepsMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := nft(t, ns, "list", "table", "inet", "eiplb")
-	if !strings.Contains(out, "192.0.2.11 . udp . 53 : goto fw/192.0.2.11/udp/53") || !strings.Contains(out, "ep/10.1.0.4:5353") {
+	if !strings.Contains(out, "192.0.2.11 . udp . 53 : 0x00000002") || !strings.Contains(out, "192.0.2.11 . udp . 53 . 0x00000001 : 10.1.0.4 . 5353") {
 		t.Errorf("after Load + Sync:\n%s", out)
 	}
 }

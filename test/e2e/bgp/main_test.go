@@ -10,13 +10,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
-
-	"github.com/eiplb/eiplb/pkg/testenv"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
@@ -63,117 +58,20 @@ func newTopo(t *testing.T) *topo {
 	return tp
 }
 
-// frrConfig peers the router with the managers at the given addresses.
-// extra lines go into each neighbor's configuration ("bfd profile fast",
-// "password x").
 func frrConfig(managers []string, extra ...string) string {
-	c := `frr defaults datacenter
-hostname rtr
-log stdout
-!
-bfd
- profile fast
-  receive-interval 100
-  transmit-interval 100
- !
-!
-router bgp 65000
- bgp router-id 192.168.100.1
- no bgp ebgp-requires-policy
-`
-	for _, m := range managers {
-		c += fmt.Sprintf(" neighbor %s remote-as 65001\n", m)
-		for _, e := range extra {
-			c += fmt.Sprintf(" neighbor %s %s\n", m, e)
-		}
-	}
-	c += ` address-family ipv4 unicast
-  maximum-paths 16
- exit-address-family
- address-family ipv6 unicast
-`
-	for _, m := range managers {
-		c += fmt.Sprintf("  neighbor %s activate\n", m)
-	}
-	c += `  maximum-paths 16
- exit-address-family
-exit
-`
-	return c
+	return cluster.FRRConfig(managers, extra...)
 }
 
-// unique names per test, since Nodes and pools are cluster-scoped.
-func name(t *testing.T, s string) string {
-	return fmt.Sprintf("%s-%d", s, time.Now().UnixNano()%1e9)
-}
-
-// basics creates three Ready nodes, a pool, an advertisement and a peer
-// for the FRR router, and returns the node objects.
 func basics(t *testing.T, mutatePeer ...func(*v1alpha1.BGPPeer)) []*corev1.Node {
-	t.Helper()
-	var nodes []*corev1.Node
-	for i := 1; i <= 3; i++ {
-		nodes = append(nodes, api.Node(t, fmt.Sprintf("node%d", i), fmt.Sprintf("192.168.100.%d", 10+i), fmt.Sprintf("fd00:100::%d", 10+i)))
-	}
-	create(t, &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: "e2e"}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"172.30.0.0/28", "fd00:30::/124"}}})
-	create(t, &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
-	peer := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "rtr"}, Spec: v1alpha1.BGPPeerSpec{
-		PeerAddress: "192.168.100.1", PeerASN: 65000, LocalASN: 65001,
-		ConnectTime: &metav1.Duration{Duration: time.Second},
-	}}
-	for _, m := range mutatePeer {
-		m(peer)
-	}
-	create(t, peer)
-	return nodes
+	return api.Basics(t, mutatePeer...)
 }
 
-func create(t *testing.T, obj client.Object) {
-	t.Helper()
-	if err := api.Client.Create(ctx, obj); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = api.Client.Delete(context.Background(), obj) })
-}
+func create(t *testing.T, obj client.Object) { api.Create(t, obj) }
 
 func service(t *testing.T, ns, n string, local bool, families ...corev1.IPFamily) *corev1.Service {
-	t.Helper()
-	s := testenv.LoadBalancer(ns, n)
-	if local {
-		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
-	}
-	if len(families) > 1 {
-		s.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyRequireDualStack)
-	}
-	s.Spec.IPFamilies = families
-	create(t, s)
-	return s
+	return api.Service(t, ns, n, local, families...)
 }
 
-// ips waits for the Service's addresses.
-func ips(t *testing.T, s *corev1.Service, n int) []string {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := api.Client.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
-			t.Fatal(err)
-		}
-		if len(s.Status.LoadBalancer.Ingress) == n {
-			var out []string
-			for _, i := range s.Status.LoadBalancer.Ingress {
-				out = append(out, i.IP)
-			}
-			return out
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s got no addresses: %+v", s.Name, s.Status)
-	return nil
-}
+func ips(t *testing.T, s *corev1.Service, n int) []string { return api.IPs(t, s, n) }
 
-func namespace(t *testing.T) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name(t, "e2e")}}
-	create(t, ns)
-	return ns.Name
-}
+func namespace(t *testing.T) string { return api.Namespace(t) }

@@ -49,10 +49,12 @@ func StartAPI() (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "eiplb-manager"), "./cmd/manager")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("building the manager: %w", err)
+	for _, b := range []string{"manager", "agent"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(bin, "eiplb-"+b), "./cmd/"+b)
+		build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return nil, fmt.Errorf("building the %s: %w", b, err)
+		}
 	}
 	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16,fd00:96::/108")
@@ -107,6 +109,9 @@ func (a *API) Stop() {
 
 // Manager returns the path of the built eiplb-manager.
 func (a *API) Manager() string { return filepath.Join(a.bin, "eiplb-manager") }
+
+// Agent returns the path of the built eiplb-agent.
+func (a *API) Agent() string { return filepath.Join(a.bin, "eiplb-agent") }
 
 // APIProxy forwards a node namespace's loopback port to the API server on
 // the host's loopback. Cut makes the API server unreachable from the node
@@ -208,19 +213,33 @@ type Process struct {
 
 // StartManager runs eiplb-manager in the node's namespace as node name,
 // with the flags the deploy manifest uses plus args; it is killed when the
-// test ends.
+// test ends. Agents are not required (--agent-port=0) unless args ask for
+// them with --agent-port.
 func (a *API) StartManager(t testing.TB, node *netlab.NS, name, routerID string, args ...string) *Process {
 	t.Helper()
+	return a.start(t, node, "manager-"+name, append([]string{a.Manager(),
+		"--node-name=" + name, "--router-id=" + routerID,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--leader-election-namespace=eiplb-system", "--peer-status-interval=200ms", "--agent-port=0"}, args...))
+}
+
+// StartAgent runs eiplb-agent in the node's namespace as node name, with
+// args; it is killed when the test ends (its rules stay, as they would).
+func (a *API) StartAgent(t testing.TB, node *netlab.NS, name string, args ...string) *Process {
+	t.Helper()
+	return a.start(t, node, "agent-"+name, append([]string{a.Agent(),
+		"--node-name=" + name, "--metrics-bind-address=0", "--health-probe-bind-address=0"}, args...))
+}
+
+func (a *API) start(t testing.TB, node *netlab.NS, name string, argv []string) *Process {
+	t.Helper()
 	kc, proxy := a.KubeconfigIn(t, node)
-	logPath := filepath.Join(node.Lab().Dir(), fmt.Sprintf("manager-%s-%d.log", name, time.Now().UnixNano()))
+	logPath := filepath.Join(node.Lab().Dir(), fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := append([]string{"netns", "exec", node.Name, a.Manager(),
-		"--kubeconfig=" + kc, "--node-name=" + name, "--router-id=" + routerID,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--leader-election-namespace=eiplb-system", "--peer-status-interval=200ms"}, args...)
+	full := append([]string{"netns", "exec", node.Name, argv[0], "--kubeconfig=" + kc}, argv[1:]...)
 	cmd := exec.Command("ip", full...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -234,7 +253,7 @@ func (a *API) StartManager(t testing.TB, node *netlab.NS, name, routerID string,
 		<-p.done
 		if t.Failed() {
 			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("manager %s log (last 4 KiB):\n%s", name, tail(b, 4096))
+				t.Logf("%s log (last 4 KiB):\n%s", name, tail(b, 4096))
 			}
 		}
 	})

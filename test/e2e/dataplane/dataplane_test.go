@@ -21,11 +21,17 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/eiplb/eiplb/pkg/dataplane"
 	"github.com/eiplb/eiplb/pkg/dataplane/nft"
@@ -308,6 +314,76 @@ func TestDataplane(t *testing.T) {
 		}
 	})
 
+	t.Run("endpoint count changes", func(t *testing.T) {
+		// A forward goes from 2 to 3 to 1 endpoints: the spread chains in
+		// use change (spread4/3 appears, then spread4/1 replaces it) while
+		// a client keeps asking.
+		const eipScale = "203.0.113.13"
+		steps := []struct {
+			eps  []dataplane.Endpoint
+			pods []string
+		}{
+			{[]dataplane.Endpoint{ep("10.1.1.2:8080", true), ep("10.2.1.2:8080", false)}, []string{"pod1", "pod3"}},
+			{[]dataplane.Endpoint{ep("10.1.1.2:8080", true), ep("10.1.2.2:8080", true), ep("10.2.1.2:8080", false)}, []string{"pod1", "pod2", "pod3"}},
+			{[]dataplane.Endpoint{ep("10.1.2.2:8080", true)}, []string{"pod2"}},
+		}
+		var (
+			wg       sync.WaitGroup
+			failures []error
+			asked    int
+		)
+		stop := make(chan struct{})
+		for i, st := range steps {
+			tc := d.Set(service("scale", []string{eipScale}, fwd(eipScale, dataplane.TCP, 80, st.eps...)))
+			if err := w.Apply(d, tc); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				// From now on the EIP must answer, also during the changes.
+				wg.Go(func() {
+					for range 2000 {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						asked++
+						if _, _, err := ask(lb.client, eipScale+":80"); err != nil {
+							failures = append(failures, err)
+						}
+					}
+				})
+			}
+			got := spread(t, lb.client, eipScale+":80", 60, nil)
+			for pod, n := range got {
+				if !slices.Contains(st.pods, pod) {
+					t.Errorf("step %d: %d new connections reached %s, endpoints %v", i, n, pod, st.pods)
+				}
+			}
+			for _, pod := range st.pods {
+				if got[pod] == 0 {
+					t.Errorf("step %d: no answer from %s: %v", i, pod, got)
+				}
+			}
+			rs := ruleset(t, lb.node1)
+			switch i {
+			case 1:
+				if !strings.Contains(rs, "chain spread4/3 {") {
+					t.Errorf("step %d: no chain spread4/3:\n%s", i, rs)
+				}
+			case 2:
+				if strings.Contains(rs, "spread4/3") || !strings.Contains(rs, "chain spread4/1 {") {
+					t.Errorf("step %d: spread4/3 left or spread4/1 missing:\n%s", i, rs)
+				}
+			}
+		}
+		close(stop)
+		wg.Wait()
+		if len(failures) != 0 || asked < 10 {
+			t.Errorf("%d of %d requests failed while the endpoint count changed: %v", len(failures), asked, failures)
+		}
+	})
+
 	t.Run("restart without loss", func(t *testing.T) {
 		var (
 			wg       sync.WaitGroup
@@ -356,3 +432,240 @@ func TestDataplane(t *testing.T) {
 		}
 	})
 }
+
+// TestUpgradeFromV1: node1 holds the table of the first layout (a verdict
+// map to one chain per forward and one per endpoint, written here with nft
+// from the same desired table); a new writer's Load + Sync replaces it in one
+// transaction, without recreating the base chains, while a client keeps
+// asking: no request fails.
+func TestUpgradeFromV1(t *testing.T) {
+	lb := setup(t)
+	d := desired()
+	writeV1(t, lb, d)
+	handles := func() string {
+		out, err := lb.node1.Exec(context.Background(), "nft", "-a", "list", "chains", "inet")
+		if err != nil {
+			t.Fatalf("nft list chains: %v\n%s", err, out)
+		}
+		var hooks []string
+		for line := range strings.Lines(out) {
+			if strings.Contains(line, "chain ") && !strings.Contains(line, "/") && !strings.Contains(line, "spread") {
+				hooks = append(hooks, strings.TrimSpace(line))
+			}
+		}
+		return strings.Join(hooks, "\n")
+	}
+	before := handles()
+	if strings.Count(before, "handle") != 5 {
+		t.Fatalf("base chains of the v1 table:\n%s", before)
+	}
+	// The v1 table serves.
+	if got := spread(t, lb.client, eipCluster+":80", 30, nil); got["pod1"] == 0 || got["pod2"] == 0 || got["pod3"] == 0 {
+		t.Fatalf("through the v1 table: answers %v", got)
+	}
+
+	var (
+		wg       sync.WaitGroup
+		failures []error
+		answers  int
+	)
+	half := make(chan struct{})
+	wg.Go(func() {
+		for i := range 300 {
+			if i == 50 {
+				close(half)
+			}
+			addr := eipCluster + ":80"
+			if i%2 == 1 {
+				addr = "[" + eip6 + "]:80"
+			}
+			if _, _, err := ask(lb.client, addr); err != nil {
+				failures = append(failures, err)
+			} else {
+				answers++
+			}
+		}
+	})
+	<-half
+	w := writer(t, lb.fd)
+	if err := w.Sync(d); err != nil {
+		t.Error(err)
+	}
+	wg.Wait()
+	if len(failures) != 0 || answers != 300 {
+		t.Errorf("%d of 300 requests failed during the upgrade: %v", len(failures), failures)
+	}
+	if w.Transactions() != 1 {
+		t.Errorf("upgrade took %d transactions, want 1", w.Transactions())
+	}
+	if after := handles(); after != before {
+		t.Errorf("base chains recreated:\n%s\nwant:\n%s", after, before)
+	}
+	rs := ruleset(t, lb.node1)
+	for _, gone := range []string{"fw/", "ep/", "fwd4", "fwd6", "eiplb:v1:"} {
+		if strings.Contains(rs, gone) {
+			t.Errorf("%q left after the upgrade:\n%s", gone, rs)
+		}
+	}
+	// The upgraded table is the one a fresh writer wants, and it serves.
+	w2 := writer(t, lb.fd)
+	if err := w2.Sync(d); err != nil || w2.Changes() != 0 {
+		t.Errorf("Sync after the upgrade: %v, %d changes", err, w2.Changes())
+	}
+	if got := spread(t, lb.client, eipCluster+":80", 30, nil); got["pod1"] == 0 || got["pod2"] == 0 || got["pod3"] == 0 {
+		t.Errorf("after the upgrade: answers %v", got)
+	}
+}
+
+// writeV1 writes d into node1 in the first kernel layout, as the v1 writer
+// did: the maps and the fw/ and ep/ chains through netlink (nft cannot
+// parse a chain name with a colon), the base chains with nft.
+func writeV1(t *testing.T, lb *lab, d *dataplane.Table) {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(lb.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := c.AddTable(&nftables.Table{Name: "eiplb", Family: nftables.TableFamilyINet})
+	label := make([]byte, 16)
+	label[100/8] = 1 << (100 % 8)
+	var gotos []func() error // verdict elements, added after the chains they go to
+	for _, v4 := range []bool{true, false} {
+		addr, suffix := nftables.TypeIPAddr, "4"
+		if !v4 {
+			addr, suffix = nftables.TypeIP6Addr, "6"
+		}
+		sets := []*nftables.Set{
+			{Table: tbl, Name: "eips" + suffix, KeyType: addr},
+			{Table: tbl, Name: "masq" + suffix, KeyType: addr},
+			{Table: tbl, Name: "hairpin" + suffix, KeyType: nftables.MustConcatSetType(addr, addr), Concatenation: true},
+			{Table: tbl, Name: "fwd" + suffix, KeyType: nftables.MustConcatSetType(addr, nftables.TypeInetProto, nftables.TypeInetService),
+				Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict},
+		}
+		elems := [][]nftables.SetElement{nil, nil, nil, nil}
+		for a := range d.EIPs {
+			if a.Is4() == v4 {
+				elems[0] = append(elems[0], nftables.SetElement{Key: a.AsSlice()})
+			}
+		}
+		for a := range d.Masq {
+			if a.Is4() == v4 {
+				elems[1] = append(elems[1], nftables.SetElement{Key: a.AsSlice()})
+			}
+		}
+		for a := range d.Hairpin {
+			if a.Is4() == v4 {
+				elems[2] = append(elems[2], nftables.SetElement{Key: append(a.AsSlice(), a.AsSlice()...)})
+			}
+		}
+		for k := range d.Forwards {
+			if k.EIP.Is4() == v4 {
+				key := append(k.EIP.AsSlice(), byte(k.Proto), 0, 0, 0, byte(k.Port>>8), byte(k.Port), 0, 0)
+				elems[3] = append(elems[3], nftables.SetElement{Key: key,
+					VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: "fw/" + k.String()}})
+			}
+		}
+		for i, s := range sets {
+			if err := c.AddSet(s, nil); err != nil {
+				t.Fatal(err)
+			}
+			if len(elems[i]) > 0 && i < 3 {
+				if err := c.SetAddElements(s, elems[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if len(elems[3]) > 0 {
+			gotos = append(gotos, func() error { return c.SetAddElements(sets[3], elems[3]) })
+		}
+	}
+	eps := map[netip.AddrPort]bool{}
+	for _, fw := range d.Forwards {
+		for _, e := range fw.Endpoints {
+			eps[e.AddrPort()] = true
+		}
+	}
+	for ap := range eps {
+		ch := c.AddChain(&nftables.Chain{Table: tbl, Name: "ep/" + ap.String()})
+		family := uint32(unix.NFPROTO_IPV6)
+		if ap.Addr().Is4() {
+			family = unix.NFPROTO_IPV4
+		}
+		c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+			&expr.Immediate{Register: unix.NFT_REG_1, Data: ap.Addr().AsSlice()},
+			&expr.Immediate{Register: unix.NFT_REG_2, Data: []byte{byte(ap.Port() >> 8), byte(ap.Port())}},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: family, RegAddrMin: unix.NFT_REG_1, RegProtoMin: unix.NFT_REG_2},
+		}})
+	}
+	for k, fw := range d.Forwards {
+		ch := c.AddChain(&nftables.Chain{Table: tbl, Name: "fw/" + k.String()})
+		set := &nftables.Set{Table: tbl, Anonymous: true, Constant: true, IsMap: true, KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
+		var el []nftables.SetElement
+		for i, e := range fw.Endpoints {
+			el = append(el, nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
+				VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: "ep/" + e.AddrPort().String()}})
+		}
+		if err := c.AddSet(set, el); err != nil {
+			t.Fatal(err)
+		}
+		c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+			&expr.Immediate{Register: unix.NFT_REG_1, Data: label},
+			&expr.Ct{Register: unix.NFT_REG_1, SourceRegister: true, Key: expr.CtKeyLABELS},
+			&expr.Numgen{Register: unix.NFT_REG_1, Modulus: uint32(len(fw.Endpoints)), Type: unix.NFT_NG_RANDOM},
+			&expr.Lookup{SourceRegister: unix.NFT_REG_1, SetName: set.Name, SetID: set.ID, DestRegister: unix.NFT_REG_VERDICT, IsDestRegSet: true},
+		}})
+	}
+	for _, add := range gotos {
+		if err := add(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("v1 objects: %v", err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "v1-*.nft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(v1Base); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	must(t, lb.node1, "nft", "-f", f.Name())
+}
+
+// v1Base: the base chains of the v1 layout and their rules.
+const v1Base = `table inet eiplb {
+  chain prerouting {
+    type nat hook prerouting priority -110;
+    meta nfproto ipv4 ip daddr . meta l4proto . th dport vmap @fwd4 comment "eiplb:v1:fwd4"
+    meta nfproto ipv6 ip6 daddr . meta l4proto . th dport vmap @fwd6 comment "eiplb:v1:fwd6"
+  }
+  chain output {
+    type nat hook output priority -110;
+    meta nfproto ipv4 ip daddr . meta l4proto . th dport vmap @fwd4 comment "eiplb:v1:fwd4"
+    meta nfproto ipv6 ip6 daddr . meta l4proto . th dport vmap @fwd6 comment "eiplb:v1:fwd6"
+  }
+  chain postrouting {
+    type nat hook postrouting priority 110;
+    ct label 100 meta nfproto ipv4 ip daddr @masq4 masquerade comment "eiplb:v1:masq4"
+    ct label 100 meta nfproto ipv4 ip saddr . ip daddr @hairpin4 masquerade comment "eiplb:v1:hairpin4"
+    ct label 100 meta nfproto ipv6 ip6 daddr @masq6 masquerade comment "eiplb:v1:masq6"
+    ct label 100 meta nfproto ipv6 ip6 saddr . ip6 daddr @hairpin6 masquerade comment "eiplb:v1:hairpin6"
+  }
+  chain forward {
+    type filter hook forward priority -10;
+    meta nfproto ipv4 ip daddr @eips4 meta l4proto tcp reject with tcp reset comment "eiplb:v1:reset4"
+    meta nfproto ipv4 ip daddr @eips4 reject with icmpx port-unreachable comment "eiplb:v1:unreach4"
+    meta nfproto ipv6 ip6 daddr @eips6 meta l4proto tcp reject with tcp reset comment "eiplb:v1:reset6"
+    meta nfproto ipv6 ip6 daddr @eips6 reject with icmpx port-unreachable comment "eiplb:v1:unreach6"
+  }
+  chain out-filter {
+    type filter hook output priority -10;
+    meta nfproto ipv4 ip daddr @eips4 meta l4proto tcp reject with tcp reset comment "eiplb:v1:reset4"
+    meta nfproto ipv4 ip daddr @eips4 reject with icmpx port-unreachable comment "eiplb:v1:unreach4"
+    meta nfproto ipv6 ip6 daddr @eips6 meta l4proto tcp reject with tcp reset comment "eiplb:v1:reset6"
+    meta nfproto ipv6 ip6 daddr @eips6 reject with icmpx port-unreachable comment "eiplb:v1:unreach6"
+  }
+}
+`

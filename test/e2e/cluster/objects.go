@@ -1,0 +1,136 @@
+//go:build privileged
+
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/testenv"
+)
+
+// FRRConfig peers the router with the managers at the given addresses.
+// extra lines go into each neighbor's configuration ("bfd profile fast",
+// "password x").
+func FRRConfig(managers []string, extra ...string) string {
+	c := `frr defaults datacenter
+hostname rtr
+log stdout
+!
+bfd
+ profile fast
+  receive-interval 100
+  transmit-interval 100
+ !
+!
+router bgp 65000
+ bgp router-id 192.168.100.1
+ no bgp ebgp-requires-policy
+`
+	for _, m := range managers {
+		c += fmt.Sprintf(" neighbor %s remote-as 65001\n", m)
+		for _, e := range extra {
+			c += fmt.Sprintf(" neighbor %s %s\n", m, e)
+		}
+	}
+	c += ` address-family ipv4 unicast
+  maximum-paths 16
+ exit-address-family
+ address-family ipv6 unicast
+`
+	for _, m := range managers {
+		c += fmt.Sprintf("  neighbor %s activate\n", m)
+	}
+	c += `  maximum-paths 16
+ exit-address-family
+exit
+`
+	return c
+}
+
+// unique names per test, since Nodes and pools are cluster-scoped.
+func name(s string) string {
+	return fmt.Sprintf("%s-%d", s, time.Now().UnixNano()%1e9)
+}
+
+// Basics creates three Ready nodes, a pool, an advertisement and a peer
+// for the FRR router, and returns the node objects.
+func (api *API) Basics(t testing.TB, mutatePeer ...func(*v1alpha1.BGPPeer)) []*corev1.Node {
+	t.Helper()
+	var nodes []*corev1.Node
+	for i := 1; i <= 3; i++ {
+		nodes = append(nodes, api.Node(t, fmt.Sprintf("node%d", i), fmt.Sprintf("192.168.100.%d", 10+i), fmt.Sprintf("fd00:100::%d", 10+i)))
+	}
+	api.Create(t, &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: "e2e"}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"172.30.0.0/28", "fd00:30::/124"}}})
+	api.Create(t, &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}})
+	peer := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "rtr"}, Spec: v1alpha1.BGPPeerSpec{
+		PeerAddress: "192.168.100.1", PeerASN: 65000, LocalASN: 65001,
+		ConnectTime: &metav1.Duration{Duration: time.Second},
+	}}
+	for _, m := range mutatePeer {
+		m(peer)
+	}
+	api.Create(t, peer)
+	return nodes
+}
+
+// Create creates obj and deletes it when the test ends.
+func (api *API) Create(t testing.TB, obj client.Object) {
+	t.Helper()
+	if err := api.Client.Create(context.Background(), obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = api.Client.Delete(context.Background(), obj) })
+}
+
+// Service creates a LoadBalancer Service of eiplb's class.
+func (api *API) Service(t testing.TB, ns, n string, local bool, families ...corev1.IPFamily) *corev1.Service {
+	t.Helper()
+	s := testenv.LoadBalancer(ns, n)
+	if local {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	}
+	if len(families) > 1 {
+		s.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyRequireDualStack)
+	}
+	s.Spec.IPFamilies = families
+	api.Create(t, s)
+	return s
+}
+
+// IPs waits for the Service's addresses.
+func (api *API) IPs(t testing.TB, s *corev1.Service, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := api.Client.Get(context.Background(), client.ObjectKeyFromObject(s), s); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Status.LoadBalancer.Ingress) == n {
+			var out []string
+			for _, i := range s.Status.LoadBalancer.Ingress {
+				out = append(out, i.IP)
+			}
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s got no addresses: %+v", s.Name, s.Status)
+	return nil
+}
+
+// Namespace creates a namespace with a unique name.
+func (api *API) Namespace(t testing.TB) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name("e2e")}}
+	api.Create(t, ns)
+	return ns.Name
+}
