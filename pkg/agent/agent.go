@@ -82,7 +82,9 @@ type Agent struct {
 	mu     sync.Mutex // serializes the table and the kernel writes
 	table  *dataplane.Table
 	synced chan struct{}
-	ready  bool
+	// broken: a kernel write and the re-sync after it failed; the next
+	// reconcile re-syncs first.
+	broken bool
 }
 
 // New builds an agent; Run starts it.
@@ -349,6 +351,15 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	start := time.Now()
+	if a.broken {
+		// A write failed earlier: the kernel may hold less than the table.
+		if err := a.resync(); err != nil {
+			syncErrors.Inc()
+			return ctrl.Result{}, err
+		}
+		a.broken = false
+	}
 	old, had := a.table.Service(key)
 	if want == nil && !had {
 		return ctrl.Result{}, nil
@@ -356,7 +367,6 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	if want != nil && had && reflect.DeepEqual(old, *want) {
 		return ctrl.Result{}, nil
 	}
-	start := time.Now()
 	var touched dataplane.Touched
 	if want == nil {
 		touched = a.table.Delete(key)
@@ -365,8 +375,10 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	}
 	if err := a.dp.Apply(a.table, touched); err != nil {
 		syncErrors.Inc()
-		ctrl.LoggerFrom(ctx).Error(err, "Applying rules failed; re-reading the kernel and syncing everything")
+		ctrl.LoggerFrom(ctx).Error(err, "Applying rules failed; re-reading the kernel and writing everything")
 		if err := a.resync(); err != nil {
+			a.broken = true
+			syncErrors.Inc()
 			return ctrl.Result{}, err
 		}
 	}

@@ -1,0 +1,195 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/eiplb/eiplb/pkg/agent"
+	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/testenv"
+)
+
+var (
+	cfg *rest.Config
+	k8s client.Client
+	ctx = context.Background()
+)
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(e *testenv.Env) { cfg, k8s = e.Config, e.Client })
+}
+
+// recorder stands in for the kernel writer (proven with real nftables in
+// pkg/dataplane/nft and test/e2e): it keeps the rendering of the last table
+// written, and can be told to fail writes.
+type recorder struct {
+	mu      sync.Mutex
+	kernel  string // what a successful write left
+	fail    int    // writes to fail
+	applies int
+	syncs   int
+}
+
+func (r *recorder) Load() error { return nil }
+
+func (r *recorder) write(t *dataplane.Table) error {
+	if r.fail > 0 {
+		r.fail--
+		return errors.New("injected failure")
+	}
+	r.kernel = t.String()
+	return nil
+}
+
+func (r *recorder) Sync(t *dataplane.Table) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.syncs++
+	return r.write(t)
+}
+
+func (r *recorder) Apply(t *dataplane.Table, tc dataplane.Touched) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applies++
+	if tc.Empty() {
+		return errors.New("Apply with nothing touched")
+	}
+	return r.write(t)
+}
+
+func (r *recorder) state() (kernel string, syncs, applies int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.kernel, r.syncs, r.applies
+}
+
+func service(t *testing.T, ns, name, ip string) *corev1.Service {
+	t.Helper()
+	s := testenv.LoadBalancer(ns, name)
+	testenv.Must(t, k8s.Create(ctx, s))
+	s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	testenv.Must(t, k8s.Status().Update(ctx, s))
+	return s
+}
+
+func slice(t *testing.T, s *corev1.Service, addrs ...string) *discoveryv1.EndpointSlice {
+	t.Helper()
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: s.Name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(""), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8080)}},
+	}
+	for _, a := range addrs {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}, NodeName: ptr.To("n1"),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	testenv.Must(t, k8s.Create(ctx, es))
+	return es
+}
+
+// TestAgent: the initial sync writes every served Service at once before the
+// link opens; a change is one Apply and is reported to the managers; a
+// failed write is followed by a re-sync and nothing is reported before the
+// rules are in; Services of another class are ignored.
+func TestAgent(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "agent-test"}}
+	testenv.Must(t, k8s.Create(ctx, ns))
+	web := service(t, ns.Name, "web", "192.0.2.10")
+	slice(t, web, "10.1.0.5")
+	other := testenv.LoadBalancer(ns.Name, "other")
+	other.Spec.LoadBalancerClass = ptr.To("example.com/other")
+	testenv.Must(t, k8s.Create(ctx, other))
+	other.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.99"}}
+	testenv.Must(t, k8s.Status().Update(ctx, other))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	testenv.Must(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	dp := &recorder{}
+	a, err := agent.New(cfg, dp, agent.Options{NodeName: "n1", LinkAddr: addr, SeveralPerProcess: true})
+	testenv.Must(t, err)
+	c, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(c) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if _, ok := a.Link().Programmed()["agent-test/web"]; !ok {
+			return "web not reported programmed"
+		}
+		return ""
+	})
+	kernel, syncs, _ := dp.state()
+	if syncs != 1 || !strings.Contains(kernel, "192.0.2.10 . tcp . 80 . 0 : 10.1.0.5 . 8080") {
+		t.Fatalf("initial sync: %d syncs, kernel:\n%s", syncs, kernel)
+	}
+	if strings.Contains(kernel, "192.0.2.99") {
+		t.Fatalf("a Service of another class was programmed:\n%s", kernel)
+	}
+	if conn, err := net.Dial("tcp", addr); err != nil {
+		t.Fatalf("link not open after the initial sync: %v", err)
+	} else {
+		conn.Close()
+	}
+
+	t.Run("a new Service: one Apply, then reported", func(t *testing.T) {
+		_, _, applies := dp.state()
+		api := service(t, ns.Name, "api", "192.0.2.11")
+		slice(t, api, "10.1.0.6", "10.1.0.7")
+		testenv.Eventually(t, 10*time.Second, func() string {
+			p, ok := a.Link().Programmed()["agent-test/api"]
+			if !ok || len(p.Addrs) != 1 || p.Addrs[0].String() != "192.0.2.11" {
+				return fmt.Sprintf("api programmed: %+v", p)
+			}
+			return ""
+		})
+		kernel, _, after := dp.state()
+		if after <= applies || !strings.Contains(kernel, "192.0.2.11 . tcp . 80 . 1 : 10.1.0.7 . 8080") {
+			t.Fatalf("applies %d → %d, kernel:\n%s", applies, after, kernel)
+		}
+	})
+
+	t.Run("a failed write is followed by a re-sync", func(t *testing.T) {
+		dp.mu.Lock()
+		dp.fail = 1
+		dp.mu.Unlock()
+		_, syncs, _ := dp.state()
+		es := &discoveryv1.EndpointSlice{}
+		testenv.Must(t, k8s.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "web-1"}, es))
+		es.Endpoints[0].Addresses = []string{"10.1.0.8"}
+		testenv.Must(t, k8s.Update(ctx, es))
+		testenv.Eventually(t, 10*time.Second, func() string {
+			kernel, s, _ := dp.state()
+			if s <= syncs || !strings.Contains(kernel, "10.1.0.8 . 8080") || strings.Contains(kernel, "10.1.0.5") {
+				return "no re-sync with the new endpoint yet:\n" + kernel
+			}
+			return ""
+		})
+	})
+
+	t.Run("delete: rules and report removed", func(t *testing.T) {
+		testenv.Must(t, k8s.Delete(ctx, web))
+		testenv.Eventually(t, 10*time.Second, func() string {
+			kernel, _, _ := dp.state()
+			if _, ok := a.Link().Programmed()["agent-test/web"]; ok || strings.Contains(kernel, "192.0.2.10") {
+				return "web still programmed:\n" + kernel
+			}
+			return ""
+		})
+	})
+}
