@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/testenv"
 )
 
 func pct(ds []time.Duration, p float64) time.Duration {
@@ -99,6 +103,34 @@ func TestBenchAgent(t *testing.T) {
 	}
 	fresh, kept := measure(false), measure(true)
 
+	// Agent memory with 1,000 Services (two endpoints each) programmed.
+	api.Create(t, &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"10.200.0.0/20"}}})
+	const many = 1000
+	for i := range many {
+		s := testenv.LoadBalancer(ns, fmt.Sprintf("m%04d", i))
+		s.Annotations = map[string]string{v1alpha1.AnnotationPool: "bench"}
+		api.Create(t, s)
+		endpoints(t, s, 1, 2)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		out, err := tp.nodes[0].Exec(context.Background(), "nft", "list", "map", "inet", "eiplb", "count4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(out, "10.200.") >= many {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node1 programmed %d of %d Services", strings.Count(out, "10.200."), many)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	var rss []string
+	for i, p := range tp.agent {
+		rss = append(rss, fmt.Sprintf("node%d %s", i+1, vmRSS(t, p.Pid())))
+	}
+
 	fmt.Printf("\n| measure (%d runs) | p50 | p99 | max | target |\n| --- | --- | --- | --- | --- |\n", runs)
 	fmt.Printf("| node link cut → next hop gone from the router FIB (ms) | %s | %s | %s | p99 < 1000 |\n",
 		ms(pct(cut, 0.5)), ms(pct(cut, 0.99)), ms(slices.Max(cut)))
@@ -109,6 +141,22 @@ func TestBenchAgent(t *testing.T) {
 	}{{"new connection per request", fresh}, {"keep-alive connections", kept}} {
 		fmt.Printf("| %s | %.0f | %.0f | %.1f %% | < 10 %% |\n", row.name, row.r.eip, row.r.direct, 100*(1-row.r.eip/row.r.direct))
 	}
+	fmt.Printf("\n| agent memory (VmRSS) with %d Services programmed | %s | target ≤ 40 MiB |\n", many+3, strings.Join(rss, ", "))
+}
+
+func vmRSS(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscan(strings.TrimSpace(v), &kb)
+			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+		}
+	}
+	return "?"
 }
 
 // rps runs 8 concurrent clients against addr for d and returns requests

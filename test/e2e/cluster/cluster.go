@@ -267,6 +267,9 @@ func (p *Process) Signal(sig syscall.Signal) {
 	}
 }
 
+// Pid is the process id (ip netns exec replaces itself with the program).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Wait waits for the process to exit.
 func (p *Process) Wait(timeout time.Duration) bool {
 	select {
