@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -38,11 +39,16 @@ func main() {
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9475", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9476", "Address of /healthz and /readyz (ready once the rules are in place); 0 disables it.")
 	flag.BoolVar(&cleanup, "cleanup", false, "Remove everything the agent installed (its nftables table) and exit.")
+	var memLimit int64
+	flag.Int64Var(&memLimit, "memory-limit-mib", 32, "Soft memory limit of the Go runtime (the GC works harder near it; the agent runs on every node). Ignored when GOMEMLIMIT is set; 0: none.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
+	if memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memLimit << 20)
+	}
 	opts.Mode = dataplane.Mode(mode)
 	if opts.Mode != dataplane.ModeNftables && opts.Mode != dataplane.ModeKubeProxy {
 		fail(2, "--dataplane must be nftables or kube-proxy, not %q", mode)

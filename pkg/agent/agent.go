@@ -18,7 +18,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -102,20 +101,37 @@ func New(cfg *rest.Config, dp Dataplane, opts Options) (*Agent, error) {
 		opts.DrainTimeout = 10 * time.Second
 	}
 	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+	if err := errors.Join(corev1.AddToScheme(scheme), discoveryv1.AddToScheme(scheme)); err != nil {
 		return nil, err
 	}
 	a := &Agent{opts: opts, dp: dp, table: dataplane.NewTable(opts.Mode), synced: make(chan struct{}),
 		link: agentlink.NewServer(opts.NodeName, opts.Heartbeat, ctrl.Log.WithName("link"))}
+	// The caches keep only what the data plane reads (the agent runs on
+	// every node: its memory is paid N times).
 	strip := func(o any) (any, error) {
 		if m, ok := o.(client.Object); ok {
 			m.SetManagedFields(nil)
+			m.SetAnnotations(nil)
+			m.SetOwnerReferences(nil)
 		}
-		// Services eiplb does not serve are kept as bare names.
-		if s, ok := o.(*corev1.Service); ok && !v1alpha1.Serves(s, opts.Class, opts.ServeNoClass) {
-			s.Spec = corev1.ServiceSpec{Type: s.Spec.Type, LoadBalancerClass: s.Spec.LoadBalancerClass}
-			s.Status = corev1.ServiceStatus{}
-			s.Annotations = nil
+		switch x := o.(type) {
+		case *corev1.Service:
+			x.Labels = nil
+			spec := corev1.ServiceSpec{Type: x.Spec.Type, LoadBalancerClass: x.Spec.LoadBalancerClass}
+			if v1alpha1.Serves(x, opts.Class, opts.ServeNoClass) {
+				spec.Ports, spec.ExternalTrafficPolicy = x.Spec.Ports, x.Spec.ExternalTrafficPolicy
+			} else {
+				// Services eiplb does not serve are kept as bare names.
+				x.Status = corev1.ServiceStatus{}
+			}
+			x.Spec = spec
+			x.Status.Conditions = nil
+		case *discoveryv1.EndpointSlice:
+			x.Labels = map[string]string{discoveryv1.LabelServiceName: x.Labels[discoveryv1.LabelServiceName]}
+			for i := range x.Endpoints {
+				e := &x.Endpoints[i]
+				e.TargetRef, e.Hints, e.Zone, e.Hostname, e.DeprecatedTopology = nil, nil, nil, nil, nil
+			}
 		}
 		return o, nil
 	}

@@ -156,7 +156,8 @@ func (tp *topo) startAgent(i int) {
 	for len(tp.agent) < 3 {
 		tp.agent = append(tp.agent, nil)
 	}
-	tp.agent[i-1] = api.StartAgent(tp.t, tp.nodes[i-1], fmt.Sprintf("node%d", i), "--heartbeat=50ms")
+	tp.agent[i-1] = api.StartAgent(tp.t, tp.nodes[i-1], fmt.Sprintf("node%d", i), "--heartbeat=50ms",
+		"--metrics-bind-address=127.0.0.1:9475")
 }
 
 func (tp *topo) startManagers() {
