@@ -9,7 +9,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/testenv"
 	"github.com/eiplb/eiplb/test/e2e/cluster"
 )
 
@@ -159,3 +162,56 @@ func TestAgent(t *testing.T) {
 }
 
 func frrConfig() string { return cluster.FRRConfig([]string{nodeIP(1), nodeIP(2)}) }
+
+// TestManagerRestartWithAgents: with graceful restart, a manager killed and
+// started again keeps its routes at the router throughout, although after
+// the restart it knows no agent yet: it opens its BGP session only once
+// every agent has answered, so the End-of-RIB never comes before the paths.
+func TestManagerRestartWithAgents(t *testing.T) {
+	tp := newTopo(t)
+	frr := tp.lab.StartFRR(tp.rtr, cluster.FRRConfig([]string{nodeIP(1)}))
+	api.Basics(t, func(p *v1alpha1.BGPPeer) {
+		p.Spec.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true, RestartTime: &metav1.Duration{Duration: 30 * time.Second}}
+	})
+	for i := 1; i <= 3; i++ {
+		tp.startAgent(i)
+	}
+	start := func() *cluster.Process {
+		return api.StartManager(t, tp.nodes[0], "node1", nodeIP(1), "--leader-elect=false", "--agent-port=9474")
+	}
+	mgr := start()
+	ns := api.Namespace(t)
+	web := api.Service(t, ns, "web", false, corev1.IPv4Protocol)
+	endpoints(t, web, 1, 2, 3)
+	ip := api.IPs(t, web, 1)[0]
+	all := via(1, 2, 3)
+	tp.rtr.WaitRoute(t, ip, 15*time.Second, all)
+
+	mgr.Signal(syscall.SIGKILL)
+	if !mgr.Wait(5 * time.Second) {
+		t.Fatal("manager did not exit")
+	}
+	killed := time.Now()
+	restarted := false
+	for time.Since(killed) < 12*time.Second {
+		r, found, err := tp.rtr.Route(ip + "/32")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !all(r, found) {
+			t.Fatalf("route changed %s after the kill: %v (found %v)", time.Since(killed).Round(time.Millisecond), r, found)
+		}
+		if !restarted && time.Since(killed) > 500*time.Millisecond {
+			start()
+			restarted = true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	testenv.Eventually(t, 10*time.Second, func() string {
+		out, err := frr.Vtysh("show bgp ipv4 unicast " + ip + " json")
+		if err != nil || !strings.Contains(out, `"paths"`) || strings.Contains(out, `"stale"`) {
+			return "FRR paths: " + out
+		}
+		return ""
+	})
+}
