@@ -150,26 +150,36 @@ func (t *Table) Delete(key string) Touched {
 	return t.remove(old)
 }
 
-func (t *Table) add(s Service) Touched {
+func (t *Table) add(s Service) Touched { return t.count(s, 1) }
+
+func (t *Table) remove(s Service) Touched { return t.count(s, -1) }
+
+// count adds (by +1) or removes (by -1) the references of s, and names
+// what it touched.
+func (t *Table) count(s Service, by int) Touched {
 	var tc Touched
 	for _, a := range s.EIPs {
-		inc(t.EIPs, a)
+		bump(t.EIPs, a, by)
 		tc.EIPs = append(tc.EIPs, a)
 	}
 	for _, fw := range s.Forwards {
 		if len(fw.Endpoints) == 0 {
 			continue
 		}
-		t.Forwards[fw.Key] = fw
+		if by > 0 {
+			t.Forwards[fw.Key] = fw
+		} else {
+			delete(t.Forwards, fw.Key)
+		}
 		tc.Forwards = append(tc.Forwards, fw.Key)
-		inc(t.Spreads, spreadOf(fw))
+		bump(t.Spreads, spreadOf(fw), by)
 		tc.Spreads = append(tc.Spreads, spreadOf(fw))
 		for _, e := range fw.Endpoints {
 			if e.Local {
-				inc(t.Hairpin, e.Addr)
+				bump(t.Hairpin, e.Addr, by)
 				tc.Hairpin = append(tc.Hairpin, e.Addr)
 			} else {
-				inc(t.Masq, e.Addr)
+				bump(t.Masq, e.Addr, by)
 				tc.Masq = append(tc.Masq, e.Addr)
 			}
 		}
@@ -177,41 +187,13 @@ func (t *Table) add(s Service) Touched {
 	return tc
 }
 
-func (t *Table) remove(s Service) Touched {
-	var tc Touched
-	for _, a := range s.EIPs {
-		dec(t.EIPs, a)
-		tc.EIPs = append(tc.EIPs, a)
-	}
-	for _, fw := range s.Forwards {
-		if len(fw.Endpoints) == 0 {
-			continue
-		}
-		delete(t.Forwards, fw.Key)
-		tc.Forwards = append(tc.Forwards, fw.Key)
-		dec(t.Spreads, spreadOf(fw))
-		tc.Spreads = append(tc.Spreads, spreadOf(fw))
-		for _, e := range fw.Endpoints {
-			if e.Local {
-				dec(t.Hairpin, e.Addr)
-				tc.Hairpin = append(tc.Hairpin, e.Addr)
-			} else {
-				dec(t.Masq, e.Addr)
-				tc.Masq = append(tc.Masq, e.Addr)
-			}
-		}
-	}
-	return tc
-}
-
-func inc[K comparable](m map[K]int, k K) { m[k]++ }
-
-func dec[K comparable](m map[K]int, k K) {
-	if m[k] <= 1 {
+// bump changes the count of k by by, forgetting k at zero.
+func bump[K comparable](m map[K]int, k K, by int) {
+	if m[k]+by <= 0 {
 		delete(m, k)
 		return
 	}
-	m[k]--
+	m[k] += by
 }
 
 // All touches everything the table holds (a full sync).

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,20 +30,7 @@ import (
 
 var api *cluster.API
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping: the agent e2e tests need root (network namespaces, nftables)")
-		os.Exit(0)
-	}
-	var err error
-	if api, err = cluster.StartAPI(); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	api.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cluster.Main(m, "agent", func(a *cluster.API) { api = a }) }
 
 const (
 	podsPerNode = 2

@@ -8,7 +8,6 @@ package bgp_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,20 +23,7 @@ var (
 	ctx = context.Background()
 )
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Println("skipping: the BGP e2e tests need root (network namespaces)")
-		os.Exit(0)
-	}
-	var err error
-	if api, err = cluster.StartAPI(); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	api.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cluster.Main(m, "BGP", func(a *cluster.API) { api = a }) }
 
 // topo is a router namespace with a bridge and three node namespaces.
 type topo struct {

@@ -5,6 +5,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -16,6 +17,25 @@ import (
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/testenv"
 )
+
+// Main runs the tests of an e2e package as root against one API server
+// (set receives it before the tests run) and stops it afterwards; without
+// root it skips them, saying why.
+func Main(m *testing.M, what string, set func(*API)) {
+	if os.Geteuid() != 0 {
+		fmt.Printf("skipping: the %s e2e tests need root (network namespaces)\n", what)
+		os.Exit(0)
+	}
+	api, err := StartAPI()
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	set(api)
+	code := m.Run()
+	api.Stop()
+	os.Exit(code)
+}
 
 // FRRConfig peers the router with the managers at the given addresses.
 // extra lines go into each neighbor's configuration ("bfd profile fast",
