@@ -669,3 +669,39 @@ const v1Base = `table inet eiplb {
   }
 }
 `
+
+// TestKubeProxyModePackets: with --dataplane=kube-proxy, kube-proxy does the
+// DNAT (stood in for by one nft rule in a table of its own, as kube-proxy's
+// nftables mode would); eiplb only protects the EIPs: the served port works
+// through kube-proxy's rule, an unserved one is refused on the node instead
+// of looping back to the client side.
+func TestKubeProxyModePackets(t *testing.T) {
+	lb := setup(t)
+	must(t, lb.node1, "nft", "add table ip kp")
+	must(t, lb.node1, "nft", "add chain ip kp pre { type nat hook prerouting priority -100; }")
+	must(t, lb.node1, "nft", "add rule ip kp pre ip daddr "+eipCluster+" tcp dport 80 dnat to 10.1.1.2:8080")
+
+	w, err := nft.New(nft.Options{Mode: dataplane.ModeKubeProxy, NetNS: lb.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if err := w.Load(); err != nil {
+		t.Fatal(err)
+	}
+	d := dataplane.NewTable(dataplane.ModeKubeProxy)
+	d.Set(clusterSvc)
+	if err := w.Sync(d); err != nil {
+		t.Fatal(err)
+	}
+	if pod, saw, err := ask(lb.client, eipCluster+":80"); err != nil || pod != "pod1" || saw != "192.168.1.2" {
+		t.Fatalf("served port through kube-proxy's rule: %s %s %v, want pod1 seeing the client", pod, saw, err)
+	}
+	start := time.Now()
+	if _, _, err := ask(lb.client, eipCluster+":81"); !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > time.Second {
+		t.Fatalf("unserved port: %v after %v, want connection refused at once", err, time.Since(start))
+	}
+	if out := ruleset(t, lb.node1); strings.Contains(out, "dnat ip to ip daddr") {
+		t.Fatalf("eiplb DNATs in kube-proxy mode:\n%s", out)
+	}
+}
