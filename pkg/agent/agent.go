@@ -84,6 +84,23 @@ type Agent struct {
 	// broken: a kernel write and the re-sync after it failed; the next
 	// reconcile re-syncs first.
 	broken bool
+
+	drainMu sync.Mutex
+	drain   *DrainResult
+}
+
+// DrainResult is how the agent's last exit went, when it drained.
+type DrainResult struct {
+	// Unacknowledged lists the managers that did not confirm in time.
+	Unacknowledged []string
+}
+
+// Drained reports how the drain went on the way out; nil when the agent
+// did not drain (its Node was not cordoned) or has not stopped.
+func (a *Agent) Drained() *DrainResult {
+	a.drainMu.Lock()
+	defer a.drainMu.Unlock()
+	return a.drain
 }
 
 // New builds an agent; Run starts it.
@@ -269,6 +286,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		dctx, cancel := context.WithTimeout(context.Background(), a.opts.DrainTimeout)
 		missing := a.link.Drain(dctx)
 		cancel()
+		a.drainMu.Lock()
+		a.drain = &DrainResult{Unacknowledged: missing}
+		a.drainMu.Unlock()
 		if len(missing) > 0 {
 			log.Info("Drain not acknowledged by every manager; exiting anyway", "missing", missing)
 		} else {
@@ -281,10 +301,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	return <-mgrErr
 }
 
+// cordoned reads the Node fresh from the API server (the cache may not
+// have seen a cordon made just before the SIGTERM), falling back to the
+// cache when the API server does not answer.
 func (a *Agent) cordoned() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	var n corev1.Node
-	if err := a.mgr.GetClient().Get(context.Background(), client.ObjectKey{Name: a.opts.NodeName}, &n); err != nil {
-		return false
+	key := client.ObjectKey{Name: a.opts.NodeName}
+	if err := a.mgr.GetAPIReader().Get(ctx, key, &n); err != nil {
+		if err := a.mgr.GetClient().Get(ctx, key, &n); err != nil {
+			return false
+		}
 	}
 	return n.Spec.Unschedulable
 }

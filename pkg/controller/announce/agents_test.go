@@ -52,6 +52,11 @@ func (d *gatedDataplane) Apply(*dataplane.Table, dataplane.Touched) error {
 // runAgent runs an agent for node at addr:port; the returned stop ends it
 // (as SIGTERM would) and waits for its exit.
 func runAgent(t *testing.T, node, addr string, port int, dp agent.Dataplane) (stop func()) {
+	stop, _ = runAgentObj(t, node, addr, port, dp)
+	return stop
+}
+
+func runAgentObj(t *testing.T, node, addr string, port int, dp agent.Dataplane) (func(), *agent.Agent) {
 	t.Helper()
 	a, err := agent.New(cfg, dp, agent.Options{
 		NodeName: node, LinkAddr: net.JoinHostPort(addr, itoa(port)), Heartbeat: 20 * time.Millisecond,
@@ -67,9 +72,9 @@ func runAgent(t *testing.T, node, addr string, port int, dp agent.Dataplane) (st
 		}
 	}()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
+	stop := func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(func() { dp.(*gatedDataplane).open(); stop() })
-	return stop
+	return stop, a
 }
 
 func itoa(i int) string {
@@ -118,7 +123,7 @@ func TestAgentGating(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	dpA, dpB := newGated(true), newGated(false)
-	stopA := runAgent(t, "ag-a", "127.0.0.2", port, dpA)
+	stopA, agentA := runAgentObj(t, "ag-a", "127.0.0.2", port, dpA)
 	stopB := runAgent(t, "ag-b", "127.0.0.3", port, dpB)
 
 	svc := createService(t, ns.Name, "web", pool.Name, false)
@@ -149,8 +154,10 @@ func TestAgentGating(t *testing.T) {
 		}
 	})
 
+	top := t // the agent must outlive the subtest that starts it
+	var agentB *agent.Agent
 	t.Run("agent back: next hop again", func(t *testing.T) {
-		stopB = runAgent(t, "ag-b", "127.0.0.3", port, newGated(true))
+		stopB, agentB = runAgentObj(top, "ag-b", "127.0.0.3", port, newGated(true))
 		waitPaths(t, r, paths(ip, "127.0.0.2", "127.0.0.3"))
 	})
 
@@ -159,9 +166,17 @@ func TestAgentGating(t *testing.T) {
 		nodeB.Spec.Unschedulable = true
 		must(t, k8s.Update(ctx, nodeB))
 		// The cordon alone withdraws the node; the agent's drain waits for
-		// that and then exits.
+		// the manager to confirm it has, then exits.
 		stopB()
+		if d := agentB.Drained(); d == nil || len(d.Unacknowledged) != 0 {
+			t.Fatalf("drain result %+v: want a drain every manager acknowledged", d)
+		}
 		waitPaths(t, r, paths(ip, "127.0.0.2"))
 	})
-	_ = stopA
+	t.Run("stop on a schedulable node: no drain", func(t *testing.T) {
+		stopA()
+		if d := agentA.Drained(); d != nil {
+			t.Fatalf("drained %+v on a node that is not cordoned", d)
+		}
+	})
 }
