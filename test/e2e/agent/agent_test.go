@@ -3,6 +3,7 @@
 package agent_test
 
 import (
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/testenv"
@@ -158,6 +160,23 @@ func TestAgent(t *testing.T) {
 		}
 		mustExec(t, tp.nodes[2], "ip", "link", "set", dev, "up")
 		tp.rtr.WaitRoute(t, ip, 10*time.Second, via(1, 2, 3))
+	})
+
+	t.Run("drain: SIGTERM on a cordoned node exits once both managers withdrew it", func(t *testing.T) {
+		n := &corev1.Node{}
+		testenv.Must(t, api.Client.Get(t.Context(), client.ObjectKey{Name: "node2"}, n))
+		n.Spec.Unschedulable = true
+		testenv.Must(t, api.Client.Update(t.Context(), n))
+		tp.agent[1].Signal(syscall.SIGTERM)
+		if !tp.agent[1].Wait(15 * time.Second) {
+			t.Fatal("draining agent did not exit")
+		}
+		log, err := os.ReadFile(tp.agent[1].Log)
+		testenv.Must(t, err)
+		if !strings.Contains(string(log), "Every manager withdrew the node") {
+			t.Fatalf("no acknowledged drain in the agent's log:\n%s", log)
+		}
+		tp.rtr.WaitRoute(t, ip, 5*time.Second, via(1, 3))
 	})
 }
 
