@@ -35,6 +35,7 @@ func main() {
 	flag.IntVar(&linkPort, "link-port", linkPort, "Port the managers connect to (the managers' --agent-port).")
 	flag.StringVar(&opts.LinkAddr, "link-bind-address", "", "Address the managers connect to; default every address of the node at --link-port.")
 	flag.DurationVar(&opts.Heartbeat, "heartbeat", agentlink.DefaultHeartbeat, "Interval of heartbeats to the managers (keep well under their --agent-dead-after).")
+	flag.DurationVar(&opts.ResyncPeriod, "resync-period", time.Minute, "How often to re-read the kernel's table and repair what something else changed (removals are also caught at once through nftables events); 0: events only.")
 	flag.DurationVar(&opts.DrainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM with the node cordoned: the longest wait for the managers to withdraw the node.")
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9475", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9476", "Address of /healthz and /readyz (ready once the rules are in place); 0 disables it.")

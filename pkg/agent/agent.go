@@ -65,6 +65,10 @@ type Options struct {
 	Heartbeat time.Duration
 	// DrainTimeout bounds how long a draining agent waits for the managers.
 	DrainTimeout time.Duration
+	// ResyncPeriod is how often the agent re-reads the kernel's table and
+	// repairs what others changed (0: only when the kernel reports a
+	// removal, with a Dataplane that can watch).
+	ResyncPeriod time.Duration
 	MetricsAddr  string
 	ProbeAddr    string
 	// SeveralPerProcess lets tests run several agents in one process.
@@ -269,6 +273,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	linkDone := make(chan error, 1)
 	go func() { linkDone <- a.link.Serve(linkCtx, ln) }()
 	log.Info("Serving managers", "address", ln.Addr().String())
+	repairDone := make(chan struct{})
+	go func() { defer close(repairDone); a.keepKernel(linkCtx) }()
+	defer func() { stopLink(); <-repairDone }()
 
 	select {
 	case <-ctx.Done():
@@ -434,6 +441,93 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	}
 	servicesProgrammed.Set(float64(len(a.table.Services())))
 	return ctrl.Result{}, nil
+}
+
+// watcher is a Dataplane that reports removals others make (nft.Writer).
+type watcher interface {
+	Watch(ctx context.Context, changed func()) error
+}
+
+// counter is a Dataplane that counts the changes it wrote (nft.Writer).
+type counter interface{ Changes() uint64 }
+
+// keepKernel repairs the table when something else changes it (`nft flush
+// ruleset`, a firewall service restarting): at once when the kernel reports
+// a removal in the table, and every ResyncPeriod as a backstop.
+func (a *Agent) keepKernel(ctx context.Context) {
+	log := ctrl.Log.WithName("agent")
+	trigger := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case trigger <- struct{}{}:
+		default:
+		}
+	}
+	if w, ok := a.dp.(watcher); ok {
+		go func() {
+			for ctx.Err() == nil {
+				if err := w.Watch(ctx, poke); err != nil {
+					// Events may have been lost: check, and watch again.
+					log.Info("Watching the kernel's table failed; re-checking it", "error", err.Error())
+					poke()
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}()
+	}
+	var tick <-chan time.Time
+	if a.opts.ResyncPeriod > 0 {
+		t := time.NewTicker(a.opts.ResyncPeriod)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-trigger:
+			// One repair for a burst of removals (a flush sends many).
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			select {
+			case <-trigger:
+			default:
+			}
+		case <-tick:
+		}
+		a.repair()
+	}
+}
+
+// repair re-reads the kernel and writes what differs from the table.
+func (a *Agent) repair() {
+	log := ctrl.Log.WithName("agent")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var before uint64
+	c, counts := a.dp.(counter)
+	if counts {
+		before = c.Changes()
+	}
+	if err := a.resync(); err != nil {
+		a.broken = true
+		syncErrors.Inc()
+		log.Error(err, "Re-checking the kernel's rules failed; retrying with the next change")
+		return
+	}
+	a.broken = false
+	if counts {
+		if n := c.Changes() - before; n > 0 {
+			repairs.Inc()
+			log.Info("Repaired the kernel's rules: something other than the agent changed them", "changes", n)
+		}
+	}
 }
 
 // resync re-reads the kernel and writes the whole table; a.mu is held.

@@ -15,6 +15,10 @@ var (
 		Name: "eiplb_agent_sync_errors_total",
 		Help: "Kernel writes that failed (each followed by a full re-sync).",
 	})
+	repairs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "eiplb_agent_repairs_total",
+		Help: "Times the agent found its kernel table changed by something else and rewrote it.",
+	})
 	servicesProgrammed = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "eiplb_agent_services_programmed",
 		Help: "Services whose rules are in the kernel.",
@@ -22,5 +26,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(syncSeconds, syncErrors, servicesProgrammed)
+	metrics.Registry.MustRegister(syncSeconds, syncErrors, repairs, servicesProgrammed)
 }

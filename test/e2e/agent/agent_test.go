@@ -149,8 +149,7 @@ func TestAgent(t *testing.T) {
 	})
 
 	t.Run("node cut off: withdrawn within a second", func(t *testing.T) {
-		dev := tp.nodes[2].DevTo(tp.rtr)
-		mustExec(t, tp.nodes[2], "ip", "link", "set", dev, "down")
+		tp.linkDown(t, 3)
 		cut := time.Now()
 		tp.rtr.WaitRoute(t, ip, 5*time.Second, via(1, 2))
 		took := time.Since(cut)
@@ -158,8 +157,47 @@ func TestAgent(t *testing.T) {
 		if took > time.Second {
 			t.Errorf("took %v, want under 1 s", took)
 		}
-		mustExec(t, tp.nodes[2], "ip", "link", "set", dev, "up")
+		tp.linkUp(t, 3)
 		tp.rtr.WaitRoute(t, ip, 10*time.Second, via(1, 2, 3))
+		for range 30 {
+			if _, err := tp.get(ip); err != nil {
+				t.Fatalf("after the link came back: %v", err)
+			}
+		}
+	})
+
+	t.Run("nft flush ruleset on a node: the agent puts its rules back at once", func(t *testing.T) {
+		before, err := tp.nodes[0].Exec(t.Context(), "nft", "list", "table", "inet", "eiplb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, tp.nodes[0], "nft", "flush", "ruleset")
+		flushed := time.Now()
+		for {
+			out, err := tp.nodes[0].Exec(t.Context(), "nft", "list", "map", "inet", "eiplb", "count4")
+			if err == nil && strings.Contains(out, ip+" . tcp . 80") {
+				break
+			}
+			if time.Since(flushed) > 5*time.Second {
+				t.Fatalf("rules not back 5 s after a flush: %v %s", err, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		took := time.Since(flushed)
+		t.Logf("rules back %v after nft flush ruleset", took.Round(time.Millisecond))
+		if took > time.Second {
+			t.Errorf("took %v, want under 1 s", took)
+		}
+		time.Sleep(200 * time.Millisecond)
+		after, err := tp.nodes[0].Exec(t.Context(), "nft", "list", "table", "inet", "eiplb")
+		if err != nil || after != before {
+			t.Fatalf("table after the repair differs (%v):\n%s\nbefore the flush:\n%s", err, after, before)
+		}
+		for range 30 {
+			if _, err := tp.get(ip); err != nil {
+				t.Fatalf("after the repair: %v", err)
+			}
+		}
 	})
 
 	t.Run("drain: SIGTERM on a cordoned node exits once both managers withdrew it", func(t *testing.T) {

@@ -57,9 +57,8 @@ func TestBenchAgent(t *testing.T) {
 	tp.rtr.WaitRoute(t, ip, 15*time.Second, via(1, 2, 3))
 
 	var cut []time.Duration
-	dev := tp.nodes[2].DevTo(tp.rtr)
 	for range runs {
-		mustExec(t, tp.nodes[2], "ip", "link", "set", dev, "down")
+		tp.linkDown(t, 3)
 		start := time.Now()
 		for {
 			if r, _, _ := tp.rtr.Route(ip + "/32"); len(r.NextHops) == 2 {
@@ -71,7 +70,7 @@ func TestBenchAgent(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		cut = append(cut, time.Since(start))
-		mustExec(t, tp.nodes[2], "ip", "link", "set", dev, "up")
+		tp.linkUp(t, 3)
 		tp.rtr.WaitRoute(t, ip, 15*time.Second, via(1, 2, 3))
 		time.Sleep(300 * time.Millisecond)
 	}

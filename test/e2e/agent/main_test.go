@@ -70,7 +70,6 @@ func newTopo(t *testing.T) *topo {
 	for i := 1; i <= 3; i++ {
 		n := lab.Namespace(fmt.Sprintf("node%d", i))
 		lab.LinkToBridge(n, []string{nodeIP(i) + "/24"}, tp.rtr, "br0")
-		mustExec(t, n, "ip", "route", "add", "default", "via", "192.168.100.1")
 		var pods []*netlab.NS
 		for j := 0; j < podsPerNode; j++ {
 			p := lab.Namespace(podName(i, j))
@@ -82,13 +81,8 @@ func newTopo(t *testing.T) *topo {
 		tp.pods = append(tp.pods, pods)
 		tp.nodes = append(tp.nodes, n)
 	}
-	// Pod networks are routed between nodes (what a CNI does).
 	for i := 1; i <= 3; i++ {
-		for k := 1; k <= 3; k++ {
-			if k != i {
-				mustExec(t, tp.nodes[i-1], "ip", "route", "add", fmt.Sprintf("10.244.%d.0/24", k), "via", nodeIP(k))
-			}
-		}
+		tp.nodeRoutes(t, i)
 	}
 	_ = ctx
 	tp.http = &http.Client{
@@ -101,6 +95,32 @@ func newTopo(t *testing.T) *topo {
 		},
 	}
 	return tp
+}
+
+// nodeRoutes gives node i its routes over the bridge: the default route
+// via the router, and the other nodes' pod networks (what a CNI does).
+// They go when the link goes down; linkUp puts them back.
+func (tp *topo) nodeRoutes(t *testing.T, i int) {
+	t.Helper()
+	n := tp.nodes[i-1]
+	mustExec(t, n, "ip", "route", "replace", "default", "via", "192.168.100.1")
+	for k := 1; k <= 3; k++ {
+		if k != i {
+			mustExec(t, n, "ip", "route", "replace", fmt.Sprintf("10.244.%d.0/24", k), "via", nodeIP(k))
+		}
+	}
+}
+
+// linkDown cuts node i from the bridge; linkUp restores it with its routes.
+func (tp *topo) linkDown(t *testing.T, i int) {
+	t.Helper()
+	mustExec(t, tp.nodes[i-1], "ip", "link", "set", tp.nodes[i-1].DevTo(tp.rtr), "down")
+}
+
+func (tp *topo) linkUp(t *testing.T, i int) {
+	t.Helper()
+	mustExec(t, tp.nodes[i-1], "ip", "link", "set", tp.nodes[i-1].DevTo(tp.rtr), "up")
+	tp.nodeRoutes(t, i)
 }
 
 func mustExec(t *testing.T, ns *netlab.NS, args ...string) {
