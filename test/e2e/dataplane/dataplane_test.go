@@ -385,34 +385,14 @@ func TestDataplane(t *testing.T) {
 	})
 
 	t.Run("restart without loss", func(t *testing.T) {
-		var (
-			wg       sync.WaitGroup
-			failures []error
-			answers  int
-		)
-		half := make(chan struct{})
-		wg.Go(func() {
-			for i := range 200 {
-				if i == 50 {
-					close(half)
-				}
-				if _, _, err := ask(lb.client, eipCluster+":80"); err != nil {
-					failures = append(failures, err)
-				} else {
-					answers++
-				}
-			}
-		})
-		<-half
 		// A new agent: new writer, Load, Sync of the same table.
-		w2 := writer(t, lb.fd)
-		if err := w2.Sync(d); err != nil {
-			t.Error(err)
-		}
-		wg.Wait()
-		if len(failures) != 0 || answers != 200 {
-			t.Errorf("%d of 200 requests failed during the restart: %v", len(failures), failures)
-		}
+		var w2 *nft.Writer
+		duringRequests(t, lb.client, 200, func(int) string { return eipCluster + ":80" }, func() {
+			w2 = writer(t, lb.fd)
+			if err := w2.Sync(d); err != nil {
+				t.Error(err)
+			}
+		}, "the restart")
 		if w2.Changes() != 0 {
 			t.Errorf("restart Sync wrote %d changes, want 0", w2.Changes())
 		}
@@ -464,37 +444,18 @@ func TestUpgradeFromV1(t *testing.T) {
 		t.Fatalf("through the v1 table: answers %v", got)
 	}
 
-	var (
-		wg       sync.WaitGroup
-		failures []error
-		answers  int
-	)
-	half := make(chan struct{})
-	wg.Go(func() {
-		for i := range 300 {
-			if i == 50 {
-				close(half)
-			}
-			addr := eipCluster + ":80"
-			if i%2 == 1 {
-				addr = "[" + eip6 + "]:80"
-			}
-			if _, _, err := ask(lb.client, addr); err != nil {
-				failures = append(failures, err)
-			} else {
-				answers++
-			}
+	var w *nft.Writer
+	duringRequests(t, lb.client, 300, func(i int) string {
+		if i%2 == 1 {
+			return "[" + eip6 + "]:80"
 		}
-	})
-	<-half
-	w := writer(t, lb.fd)
-	if err := w.Sync(d); err != nil {
-		t.Error(err)
-	}
-	wg.Wait()
-	if len(failures) != 0 || answers != 300 {
-		t.Errorf("%d of 300 requests failed during the upgrade: %v", len(failures), failures)
-	}
+		return eipCluster + ":80"
+	}, func() {
+		w = writer(t, lb.fd)
+		if err := w.Sync(d); err != nil {
+			t.Error(err)
+		}
+	}, "the upgrade")
 	if w.Transactions() != 1 {
 		t.Errorf("upgrade took %d transactions, want 1", w.Transactions())
 	}
@@ -703,5 +664,35 @@ func TestKubeProxyModePackets(t *testing.T) {
 	}
 	if out := ruleset(t, lb.node1); strings.Contains(out, "dnat ip to ip daddr") {
 		t.Fatalf("eiplb DNATs in kube-proxy mode:\n%s", out)
+	}
+}
+
+// duringRequests sends n requests from the client one after the other (to
+// addr(i)) and runs action once 50 have gone; every request must succeed.
+func duringRequests(t *testing.T, client *netlab.NS, n int, addr func(i int) string, action func(), what string) {
+	t.Helper()
+	var (
+		wg       sync.WaitGroup
+		failures []error
+		answers  int
+	)
+	half := make(chan struct{})
+	wg.Go(func() {
+		for i := range n {
+			if i == 50 {
+				close(half)
+			}
+			if _, _, err := ask(client, addr(i)); err != nil {
+				failures = append(failures, err)
+			} else {
+				answers++
+			}
+		}
+	})
+	<-half
+	action()
+	wg.Wait()
+	if len(failures) != 0 || answers != n {
+		t.Errorf("%d of %d requests failed during %s: %v", len(failures), n, what, failures)
 	}
 }
