@@ -479,15 +479,24 @@ func (w *Writer) planSpread(t *txn, sp dataplane.Spread, want bool) {
 		return
 	}
 	rule := &nftables.Rule{Table: w.table, Chain: ch, Exprs: spreadExprs(sp), UserData: comment(h)}
-	t.op(stSpread, 1, func(c *nftables.Conn) error {
-		if ok {
+	writeChain(t, stSpread, 1, ch, ok, []*nftables.Rule{rule}, func(m *mirror) { m.spread[sp] = h })
+}
+
+// writeChain queues chain ch with exactly rules: created when it does not
+// exist, otherwise its rules replaced in the same transaction (the chain,
+// and the traffic through it, stays). n is the number of changes counted.
+func writeChain(t *txn, stage, n int, ch *nftables.Chain, exists bool, rules []*nftables.Rule, done func(m *mirror)) {
+	t.op(stage, n, func(c *nftables.Conn) error {
+		if exists {
 			c.FlushChain(ch)
 		} else {
 			c.AddChain(ch)
 		}
-		c.AddRule(rule)
+		for _, r := range rules {
+			c.AddRule(r)
+		}
 		return nil
-	}, func(m *mirror) { m.spread[sp] = h })
+	}, done)
 }
 
 // planDispatch makes the family's dispatch chain hold one rule per spread
@@ -521,17 +530,11 @@ func (w *Writer) planDispatch(t *txn, d *dataplane.Table, v6, nat, check bool) {
 	if ok && slices.Equal(have, comments) {
 		return
 	}
-	t.op(stDispatch, 1+len(spreads), func(c *nftables.Conn) error {
-		if ok {
-			c.FlushChain(ch)
-		} else {
-			c.AddChain(ch)
-		}
-		for i, sp := range spreads {
-			c.AddRule(&nftables.Rule{Table: w.table, Chain: ch, Exprs: dispatchExprs(sp), UserData: comment(comments[i])})
-		}
-		return nil
-	}, func(m *mirror) { m.dispatch[name] = comments })
+	rules := make([]*nftables.Rule, len(spreads))
+	for i, sp := range spreads {
+		rules[i] = &nftables.Rule{Table: w.table, Chain: ch, Exprs: dispatchExprs(sp), UserData: comment(comments[i])}
+	}
+	writeChain(t, stDispatch, 1+len(spreads), ch, ok, rules, func(m *mirror) { m.dispatch[name] = comments })
 }
 
 func planAddrs(t *txn, addrs []netip.Addr, want map[netip.Addr]int, have map[netip.Addr]bool,
@@ -574,19 +577,12 @@ func (w *Writer) planBase(t *txn, b baseSpec, full bool) {
 	if ok && slices.Equal(have, comments) {
 		return
 	}
-	t.op(stBase, 1+len(rules), func(c *nftables.Conn) error {
-		if ok {
-			// Outdated rules: replaced in the same transaction, the chain
-			// (and the traffic through it) stays.
-			c.FlushChain(ch)
-		} else {
-			c.AddChain(ch)
-		}
-		for i, r := range rules {
-			c.AddRule(&nftables.Rule{Table: w.table, Chain: ch, Exprs: r.exprs, UserData: comment(comments[i])})
-		}
-		return nil
-	}, func(m *mirror) { m.base[ch.Name] = comments })
+	// Outdated rules are replaced in place (writeChain keeps the chain).
+	nrules := make([]*nftables.Rule, len(rules))
+	for i, r := range rules {
+		nrules[i] = &nftables.Rule{Table: w.table, Chain: ch, Exprs: r.exprs, UserData: comment(comments[i])}
+	}
+	writeChain(t, stBase, 1+len(rules), ch, ok, nrules, func(m *mirror) { m.base[ch.Name] = comments })
 }
 
 func uniq[T comparable](s []T) []T {
