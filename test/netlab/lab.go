@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -39,7 +38,7 @@ const (
 // per run (Prefix + a short random lab id + the name given to Namespace), so
 // parallel runs don't clash. Create it with New.
 type Lab struct {
-	t   testing.TB
+	t   T
 	id  string
 	dir string
 
@@ -68,7 +67,7 @@ type NS struct {
 // New creates an empty lab and registers a t.Cleanup that removes everything
 // the lab made (processes, namespaces, files), also when the test fails. It
 // skips the test when not running as root or when `ip netns` does not work.
-func New(t testing.TB) *Lab {
+func New(t T) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("netlab: needs root (creates network namespaces); run as root: sudo go test -tags privileged ...")
@@ -119,7 +118,9 @@ func (l *Lab) Dir() string { return l.dir }
 var labelRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // Namespace creates a network namespace with lo up, IPv4 and IPv6 forwarding
-// on and IPv6 duplicate address detection off (addresses are usable at once).
+// on, IPv6 duplicate address detection off (addresses are usable at once)
+// and IPv6 addresses kept when a link goes down (as IPv4 ones are), so a
+// link cut and restored comes back with its addresses.
 // name is a short label unique in the lab ("rtr", "node1"); NS.Name is the
 // real name, Prefix + lab id + "-" + name.
 func (l *Lab) Namespace(name string) *NS {
@@ -152,6 +153,8 @@ func (l *Lab) Namespace(name string) *NS {
 		"net.ipv6.conf.all.forwarding=1",
 		"net.ipv6.conf.all.accept_dad=0",
 		"net.ipv6.conf.default.accept_dad=0",
+		"net.ipv6.conf.all.keep_addr_on_down=1",
+		"net.ipv6.conf.default.keep_addr_on_down=1",
 	)
 	return ns
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,7 +28,7 @@ import (
 // If the thread cannot be switched back (it never happened so far), the test
 // fails and the goroutine ends still locked, so the Go runtime throws the
 // thread away instead of reusing it.
-func (ns *NS) Run(t testing.TB, fn func()) {
+func (ns *NS) Run(t T, fn func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	restore, err := ns.enter()
@@ -64,7 +63,7 @@ func (ns *NS) Run(t testing.TB, fn func()) {
 // default for an FRR or BIRD neighbor) gets a session whose socket lives in
 // the namespace. GoBGP's own outgoing connections are dialed from other
 // goroutines and stay in the test's namespace.
-func (ns *NS) Go(t testing.TB, fn func()) <-chan struct{} {
+func (ns *NS) Go(t T, fn func()) <-chan struct{} {
 	t.Helper()
 	done := make(chan struct{})
 	entered := make(chan error, 1)

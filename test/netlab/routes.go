@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -236,7 +235,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // whether there is one (see Route); nil means "there is a route". On timeout
 // it fails the test (t.Fatalf) with the last state seen and the namespace's
 // routing table.
-func (ns *NS) WaitRoute(t testing.TB, prefix string, timeout time.Duration, ok func(Route, bool) bool) Route {
+func (ns *NS) WaitRoute(t T, prefix string, timeout time.Duration, ok func(Route, bool) bool) Route {
 	t.Helper()
 	if ok == nil {
 		ok = func(_ Route, found bool) bool { return found }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/testenv"
+	"github.com/eiplb/eiplb/test/e2e/cluster"
 	"github.com/eiplb/eiplb/test/netlab"
 )
 
@@ -44,24 +45,24 @@ func TestBenchAgent(t *testing.T) {
 	}
 	runs := 10
 	tp := newTopo(t)
-	tp.lab.StartFRR(tp.rtr, frrConfig())
+	tp.StartFRR(cluster.FRRConfig(cluster.ManagerIPs(2)))
 	api.Basics(t)
 	tp.startManagers()
 	for i := 1; i <= 3; i++ {
-		tp.startAgent(i)
+		tp.StartAgent(i)
 	}
 	ns := api.Namespace(t)
 	web := api.Service(t, ns, "web", false, corev1.IPv4Protocol)
-	endpoints(t, web, 1, 2, 3)
+	tp.Endpoints(t, web, 1, 2, 3)
 	ip := api.IPs(t, web, 1)[0]
-	tp.rtr.WaitRoute(t, ip, 15*time.Second, via(1, 2, 3))
+	tp.Rtr.WaitRoute(t, ip, 15*time.Second, via(1, 2, 3))
 
 	var cut []time.Duration
 	for range runs {
-		tp.linkDown(t, 3)
+		tp.LinkDown(3)
 		start := time.Now()
 		for {
-			if r, _, _ := tp.rtr.Route(ip + "/32"); len(r.NextHops) == 2 {
+			if r, _, _ := tp.Rtr.Route(ip + "/32"); len(r.NextHops) == 2 {
 				break
 			}
 			if time.Since(start) > 10*time.Second {
@@ -70,8 +71,8 @@ func TestBenchAgent(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		cut = append(cut, time.Since(start))
-		tp.linkUp(t, 3)
-		tp.rtr.WaitRoute(t, ip, 15*time.Second, via(1, 2, 3))
+		tp.LinkUp(3)
+		tp.Rtr.WaitRoute(t, ip, 15*time.Second, via(1, 2, 3))
 		time.Sleep(300 * time.Millisecond)
 	}
 
@@ -83,19 +84,19 @@ func TestBenchAgent(t *testing.T) {
 		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "one-1", Labels: map[string]string{discoveryv1.LabelServiceName: "one"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(""), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8080)}},
-		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{podIP(1, 0)}, NodeName: ptr.To("node1"),
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{cluster.PodIP(1, 0)}, NodeName: ptr.To("node1"),
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 	}
 	api.Create(t, es)
 	oneIP := api.IPs(t, one, 1)[0]
-	tp.rtr.WaitRoute(t, oneIP, 15*time.Second, via(1))
+	tp.Rtr.WaitRoute(t, oneIP, 15*time.Second, via(1))
 	// The direct runs go to the other pod of node1: the same hops and the
 	// same kind of pod, but not the same server sockets. Sharing one would
 	// mix the two paths' TCP timestamps (Linux offsets them per address
 	// pair) on reused ports, and the pod's TIME_WAIT would answer a reused
 	// port's SYN with an ACK that conntrack can only call invalid.
-	mustExec(t, tp.rtr, "ip", "route", "add", podIP(1, 1)+"/32", "via", nodeIP(1))
-	eip, direct := net.JoinHostPort(oneIP, "80"), net.JoinHostPort(podIP(1, 1), "8080")
+	mustExec(t, tp.Rtr, "ip", "route", "add", cluster.PodIP(1, 1)+"/32", "via", nodeIP(1))
+	eip, direct := net.JoinHostPort(oneIP, "80"), net.JoinHostPort(cluster.PodIP(1, 1), "8080")
 	type result struct {
 		eip, direct       float64
 		eipFail, directFl int64
@@ -113,12 +114,12 @@ func TestBenchAgent(t *testing.T) {
 		return r
 	}
 	fresh, kept := measure(false), measure(true)
-	ctStats, _ := tp.nodes[0].Exec(context.Background(), "cat", "/proc/net/stat/nf_conntrack")
+	ctStats, _ := tp.Nodes[0].Exec(context.Background(), "cat", "/proc/net/stat/nf_conntrack")
 	t.Logf("node1 conntrack statistics after the runs (hex, one row per CPU):\n%s", ctStats)
 
 	// Agent memory with 1,000 Services (two endpoints each) programmed.
 	var rss0 []string
-	for i, p := range tp.agent {
+	for i, p := range tp.Agents {
 		rss0 = append(rss0, fmt.Sprintf("node%d %s", i+1, vmRSS(t, p.Pid())))
 	}
 	api.Create(t, &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"10.200.0.0/20"}}})
@@ -127,11 +128,11 @@ func TestBenchAgent(t *testing.T) {
 		s := testenv.LoadBalancer(ns, fmt.Sprintf("m%04d", i))
 		s.Annotations = map[string]string{v1alpha1.AnnotationPool: "bench"}
 		api.Create(t, s)
-		endpoints(t, s, 1, 2)
+		tp.Endpoints(t, s, 1, 2)
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		out, err := tp.nodes[0].Exec(context.Background(), "nft", "list", "map", "inet", "eiplb", "count4")
+		out, err := tp.Nodes[0].Exec(context.Background(), "nft", "list", "map", "inet", "eiplb", "count4")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,10 +145,10 @@ func TestBenchAgent(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	var rss []string
-	for i, p := range tp.agent {
+	for i, p := range tp.Agents {
 		rss = append(rss, fmt.Sprintf("node%d %s", i+1, vmRSS(t, p.Pid())))
 	}
-	t.Logf("node1 agent's Go memory: %s", tp.goMem(t, tp.nodes[0]))
+	t.Logf("node1 agent's Go memory: %s", tp.goMem(t, tp.Nodes[0]))
 
 	fmt.Printf("\n| measure (%d runs) | p50 | p99 | max | target |\n| --- | --- | --- | --- | --- |\n", runs)
 	fmt.Printf("| node link cut → next hop gone from the router FIB (ms) | %s | %s | %s | p99 < 1000 |\n",
@@ -164,7 +165,7 @@ func TestBenchAgent(t *testing.T) {
 }
 
 // goMem reads the Go runtime's memory figures from an agent's metrics.
-func (tp *topo) goMem(t *testing.T, node *netlab.NS) string {
+func (tp topo) goMem(t *testing.T, node *netlab.NS) string {
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) { return node.Dial(ctx, network, a) }}}
 	resp, err := c.Get("http://127.0.0.1:9475/metrics")
@@ -211,11 +212,11 @@ func vmRSS(t *testing.T, pid int) string {
 // from one client address reuse source ports while the server side still
 // holds the old connection in TIME_WAIT; more than 1 % failed fails the
 // test.
-func (tp *topo) rps(t *testing.T, addr string, keepAlive bool, d time.Duration) (float64, int64) {
+func (tp topo) rps(t *testing.T, addr string, keepAlive bool, d time.Duration) (float64, int64) {
 	t.Helper()
 	tr := &http.Transport{
 		DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 8,
-		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) { return tp.client.Dial(ctx, network, a) },
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) { return tp.Client.Dial(ctx, network, a) },
 	}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 2 * time.Second}

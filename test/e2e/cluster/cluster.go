@@ -15,10 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,8 +41,7 @@ type API struct {
 // StartAPI starts the API server with eiplb's CRDs and builds the eiplb
 // binaries; call Stop when the tests are done.
 func StartAPI() (*API, error) {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
+	root := Root()
 	bin, err := os.MkdirTemp("", "eiplb-bin-")
 	if err != nil {
 		return nil, err
@@ -156,7 +153,7 @@ func (p *APIProxy) track(cs ...net.Conn) bool {
 // listening on the namespace's loopback forwards to the host's. It returns
 // the path of a kubeconfig that points there, and the proxy; everything
 // stops with the test.
-func (a *API) KubeconfigIn(t testing.TB, ns *netlab.NS) (string, *APIProxy) {
+func (a *API) KubeconfigIn(t netlab.T, ns *netlab.NS) (string, *APIProxy) {
 	t.Helper()
 	l, err := ns.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -215,7 +212,7 @@ type Process struct {
 // with the flags the deploy manifest uses plus args; it is killed when the
 // test ends. Agents are not required (--agent-port=0) unless args ask for
 // them with --agent-port.
-func (a *API) StartManager(t testing.TB, node *netlab.NS, name, routerID string, args ...string) *Process {
+func (a *API) StartManager(t netlab.T, node *netlab.NS, name, routerID string, args ...string) *Process {
 	t.Helper()
 	return a.start(t, node, "manager-"+name, append([]string{a.Manager(),
 		"--node-name=" + name, "--router-id=" + routerID,
@@ -225,13 +222,13 @@ func (a *API) StartManager(t testing.TB, node *netlab.NS, name, routerID string,
 
 // StartAgent runs eiplb-agent in the node's namespace as node name, with
 // args; it is killed when the test ends (its rules stay, as they would).
-func (a *API) StartAgent(t testing.TB, node *netlab.NS, name string, args ...string) *Process {
+func (a *API) StartAgent(t netlab.T, node *netlab.NS, name string, args ...string) *Process {
 	t.Helper()
 	return a.start(t, node, "agent-"+name, append([]string{a.Agent(),
 		"--node-name=" + name, "--metrics-bind-address=0", "--health-probe-bind-address=0"}, args...))
 }
 
-func (a *API) start(t testing.TB, node *netlab.NS, name string, argv []string) *Process {
+func (a *API) start(t netlab.T, node *netlab.NS, name string, argv []string) *Process {
 	t.Helper()
 	kc, proxy := a.KubeconfigIn(t, node)
 	logPath := filepath.Join(node.Lab().Dir(), fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
@@ -288,7 +285,7 @@ func tail(b []byte, n int) string {
 }
 
 // Node creates a Node object named name with InternalIPs ips, Ready.
-func (a *API) Node(t testing.TB, name string, ips ...string) *corev1.Node {
+func (a *API) Node(t netlab.T, name string, ips ...string) *corev1.Node {
 	t.Helper()
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}}}
 	ctx := context.Background()
@@ -302,7 +299,7 @@ func (a *API) Node(t testing.TB, name string, ips ...string) *corev1.Node {
 
 // SetNodeReady plays the kubelet: sets the node's Ready condition, and its
 // addresses when ips are given.
-func (a *API) SetNodeReady(t testing.TB, n *corev1.Node, ready bool, ips ...string) {
+func (a *API) SetNodeReady(t netlab.T, n *corev1.Node, ready bool, ips ...string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := a.Client.Get(ctx, client.ObjectKeyFromObject(n), n); err != nil {

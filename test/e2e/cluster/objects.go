@@ -4,18 +4,25 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/testenv"
+	"github.com/eiplb/eiplb/test/netlab"
 )
 
 // Main runs the tests of an e2e package as root against one API server
@@ -83,7 +90,7 @@ func name(s string) string {
 
 // Basics creates three Ready nodes, a pool, an advertisement and a peer
 // for the FRR router, and returns the node objects.
-func (api *API) Basics(t testing.TB, mutatePeer ...func(*v1alpha1.BGPPeer)) []*corev1.Node {
+func (api *API) Basics(t netlab.T, mutatePeer ...func(*v1alpha1.BGPPeer)) []*corev1.Node {
 	t.Helper()
 	var nodes []*corev1.Node
 	for i := 1; i <= 3; i++ {
@@ -103,7 +110,7 @@ func (api *API) Basics(t testing.TB, mutatePeer ...func(*v1alpha1.BGPPeer)) []*c
 }
 
 // Create creates obj and deletes it when the test ends.
-func (api *API) Create(t testing.TB, obj client.Object) {
+func (api *API) Create(t netlab.T, obj client.Object) {
 	t.Helper()
 	if err := api.Client.Create(context.Background(), obj); err != nil {
 		t.Fatal(err)
@@ -112,7 +119,7 @@ func (api *API) Create(t testing.TB, obj client.Object) {
 }
 
 // Service creates a LoadBalancer Service of eiplb's class.
-func (api *API) Service(t testing.TB, ns, n string, local bool, families ...corev1.IPFamily) *corev1.Service {
+func (api *API) Service(t netlab.T, ns, n string, local bool, families ...corev1.IPFamily) *corev1.Service {
 	t.Helper()
 	s := testenv.LoadBalancer(ns, n)
 	if local {
@@ -127,7 +134,7 @@ func (api *API) Service(t testing.TB, ns, n string, local bool, families ...core
 }
 
 // IPs waits for the Service's addresses.
-func (api *API) IPs(t testing.TB, s *corev1.Service, n int) []string {
+func (api *API) IPs(t netlab.T, s *corev1.Service, n int) []string {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -148,9 +155,51 @@ func (api *API) IPs(t testing.TB, s *corev1.Service, n int) []string {
 }
 
 // Namespace creates a namespace with a unique name.
-func (api *API) Namespace(t testing.TB) string {
+func (api *API) Namespace(t netlab.T) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name("e2e")}}
 	api.Create(t, ns)
 	return ns.Name
+}
+
+// Nodes creates the lab's n Node objects, Ready, with their IPv4 and IPv6
+// InternalIPs (deleted when t ends).
+func (api *API) Nodes(t netlab.T, n int) []*corev1.Node {
+	t.Helper()
+	var nodes []*corev1.Node
+	for i := 1; i <= n; i++ {
+		nodes = append(nodes, api.Node(t, NodeName(i), NodeIP(i), NodeIP6(i)))
+	}
+	return nodes
+}
+
+// Apply creates every object of a YAML file (several documents allowed),
+// as `kubectl create -f` does, and deletes them when t ends.
+func (api *API) Apply(t netlab.T, file string) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			t.Fatalf("%s: %v", file, err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		api.Create(t, u)
+	}
+}
+
+// Root is the repository's root folder.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
