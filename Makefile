@@ -18,8 +18,9 @@ KUSTOMIZE := $(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)
 
 # Extra flags for `go test`, e.g. make test TEST_ARGS='-run TestFoo -v'.
 TEST_ARGS ?=
-# Packages with privileged tests (build tag privileged).
-PRIVILEGED_PKGS ?= ./pkg/dataplane/nft/... ./test/...
+# Packages with privileged tests (build tag privileged); the end-to-end
+# scenarios run separately (make e2e).
+PRIVILEGED_PKGS ?= ./pkg/dataplane/nft/... $(shell $(GO) list -tags privileged ./test/... 2>/dev/null | grep -v /test/e2e/scenarios)
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 10s
 
@@ -100,6 +101,13 @@ test: ## Run unit + envtest tests (no root needed). Extra flags: TEST_ARGS=...
 	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test ./... -count=1 $(TEST_ARGS)"; \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test ./... -count=1 $(TEST_ARGS)
 
+.PHONY: e2e
+e2e: ## Run the end-to-end scenarios in the lab (test/e2e/scenarios; root). Extra flags: TEST_ARGS=...
+	@if [ "$$(id -u)" != 0 ]; then echo "e2e: must run as root (network namespaces, nftables, FRR); try: sudo make e2e" >&2; exit 1; fi
+	@assets=$$(hack/k8s-binaries.sh) || { echo "e2e: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
+	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/scenarios -count=1 -v -timeout 10m $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/scenarios -count=1 -v -timeout 10m $(TEST_ARGS)
+
 .PHONY: test-privileged
 test-privileged: ## Run the privileged tests (tag privileged: network namespaces, real routers, nftables); needs root.
 	@if [ "$$(id -u)" != 0 ]; then \
@@ -164,8 +172,14 @@ $(TOOLS_DIR)/kustomize bin/tools/kustomize: $(KUSTOMIZE)
 ##@ Lab
 
 .PHONY: demo
-demo: build ## Bring up eiplb on an embedded default (API server, CRDs, 2 managers, samples) and show it; DEMO_ARGS=-keep keeps it running.
-	KUBEBUILDER_ASSETS=$$(WITH_KUBECTL=1 hack/k8s-binaries.sh) $(GO) run ./test/e2e/demo $(DEMO_ARGS)
+demo: ## The whole system in network namespaces (API server, FRR, 3 nodes, 2 managers, 3 agents, pods, client): bring it up, show it, tear it down (root).
+	@if [ "$$(id -u)" != 0 ]; then echo "demo: must run as root (network namespaces, nftables); try: sudo make demo" >&2; exit 1; fi
+	@assets=$$(WITH_KUBECTL=1 hack/k8s-binaries.sh) || { echo "demo: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
+	KUBEBUILDER_ASSETS=$$assets $(GO) run -tags privileged ./test/e2e/lab -dir .lab/demo
+
+.PHONY: lab-up
+lab-up: ## Like demo, but keep the lab running in the background until `make lab-down` (idempotent; root).
+	hack/lab.sh up
 
 ##@ Benchmarks
 
@@ -182,10 +196,8 @@ bench-ipam: ## IPAM scale scenario: 3 managers, leader killed, 5000 Services, bu
 	KUBEBUILDER_ASSETS=$$assets $(GO) run ./test/e2e/benchipam $(BENCH_ARGS)
 
 .PHONY: lab-down
-lab-down: ## Remove every namespace, router process and file left by a crashed privileged test or lab, and stray test API servers (needs root).
-	$(GO) run ./test/netlab/cleanup -all
-	-pkill -9 -f '$(HOME)/.cache/eiplb/k8s/[^ ]*/(kube-apiserver|etcd)' ; true
-	rm -rf .lab
+lab-down: ## Stop the lab and remove every namespace, router, file and orphaned API server a lab or crashed test left (root).
+	hack/lab.sh down
 
 .PHONY: bench-agent
 bench-agent: ## Agent: kernel writes at 10,000 Services (go bench) and, in the lab, node cut -> FIB and data-plane cost (needs root).

@@ -61,6 +61,8 @@ bfd
 router bgp 65000
  bgp router-id 192.168.100.1
  no bgp ebgp-requires-policy
+ no bgp default show-hostname
+ no bgp default show-nexthop-hostname
 `
 	for _, m := range managers {
 		c += fmt.Sprintf(" neighbor %s remote-as 65001\n", m)

@@ -85,6 +85,7 @@ func TestScenarios(t *testing.T) {
 			w[nh.Gateway] = nh.Weight
 		}
 		// FRR turns the link-bandwidth community into weights out of 100.
+		t.Logf("next-hop weights: %v", w)
 		if d := w[cluster.NodeIP(1)] - 2*w[cluster.NodeIP(2)]; d < -2 || d > 2 {
 			t.Errorf("weights %v, want node1 twice node2 (2 endpoints against 1)", w)
 		}

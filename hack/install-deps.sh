@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab, the demo and the privileged tests
+# need (FRR and BIRD 2 as routers, iproute2, nftables, make, git, python3),
+# only when one is missing. The packages' own daemons are kept from
+# starting on the host: the lab starts its routers inside network
+# namespaces. Needs root when something is missing.
+#
+#   sudo hack/install-deps.sh
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+APT_PACKAGES=(make git python3 iproute2 nftables frr bird2)
+
+pkg_installed() {
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+packages_present() {
+  local b p
+  for b in make git python3 ip nft bird birdc vtysh; do
+    command -v "$b" >/dev/null 2>&1 || return 1
+  done
+  [ -x /usr/lib/frr/bgpd ] && [ -x /usr/lib/frr/zebra ] || return 1
+  for p in "${APT_PACKAGES[@]}"; do
+    pkg_installed "$p" || return 1
+  done
+}
+
+echo "install-deps: ${APT_PACKAGES[*]}"
+if packages_present; then
+  echo "all packages already installed, skipping apt-get"
+else
+  if [ "$(id -u)" != 0 ]; then
+    echo "packages missing and not running as root: cannot apt-get install ${APT_PACKAGES[*]}" >&2
+    exit 1
+  fi
+  # Keep the packages' daemons (frr, bird) from being started on the host:
+  # tests start their own routers inside network namespaces.
+  POLICY_RC=/usr/sbin/policy-rc.d
+  ADDED_POLICY_RC=0
+  if [ ! -e "$POLICY_RC" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$POLICY_RC"
+    chmod +x "$POLICY_RC"
+    ADDED_POLICY_RC=1
+  fi
+  apt_rc=0
+  { apt-get update && apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"; } || apt_rc=$?
+  if [ "$ADDED_POLICY_RC" = 1 ]; then rm -f "$POLICY_RC"; fi
+  if [ "$apt_rc" -ne 0 ]; then
+    echo "apt-get failed (exit code $apt_rc)" >&2
+    exit "$apt_rc"
+  fi
+fi
+
