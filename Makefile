@@ -19,8 +19,8 @@ KUSTOMIZE := $(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)
 # Extra flags for `go test`, e.g. make test TEST_ARGS='-run TestFoo -v'.
 TEST_ARGS ?=
 # Packages with privileged tests (build tag privileged); the end-to-end
-# scenarios run separately (make e2e).
-PRIVILEGED_PKGS ?= ./pkg/dataplane/nft/... $(shell $(GO) list -tags privileged ./test/... 2>/dev/null | grep -v /test/e2e/scenarios)
+# scenarios (make e2e) and the system benchmark (make bench) run separately.
+PRIVILEGED_PKGS ?= ./pkg/dataplane/nft/... $(shell $(GO) list -tags privileged ./test/... 2>/dev/null | grep -v -e /test/e2e/scenarios -e /test/e2e/bench$$)
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 10s
 
@@ -41,6 +41,18 @@ build: ## Build bin/eiplb-manager and bin/eiplb-agent.
 	$(GO) build -o bin/eiplb-manager ./cmd/manager
 	$(GO) build -o bin/eiplb-agent ./cmd/agent
 
+# Container images: make images IMAGE_REPO=ghcr.io/you IMAGE_TAG=v0.1.0
+IMAGE_REPO ?= ghcr.io/eiplb
+IMAGE_TAG ?= latest
+CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+
+.PHONY: images
+images: ## Build the eiplb-manager and eiplb-agent images (build/*.Dockerfile) with docker or podman, where one runs.
+	@if [ -z "$(CONTAINER_TOOL)" ]; then echo "images: neither docker nor podman is installed" >&2; exit 1; fi
+	@if ! $(CONTAINER_TOOL) info >/dev/null 2>&1; then echo "images: $(CONTAINER_TOOL) is installed but its daemon/service does not answer ($(CONTAINER_TOOL) info fails)" >&2; exit 1; fi
+	$(CONTAINER_TOOL) build -f build/manager.Dockerfile -t $(IMAGE_REPO)/eiplb-manager:$(IMAGE_TAG) .
+	$(CONTAINER_TOOL) build -f build/agent.Dockerfile -t $(IMAGE_REPO)/eiplb-agent:$(IMAGE_TAG) .
+
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/apis).
 	@if [ -d pkg/apis ]; then \
@@ -53,8 +65,8 @@ generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/api
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs (config/crd/bases), RBAC (config/rbac/role.yaml) and deploy/eiplb.yaml.
 	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=eiplb-manager paths="./pkg/controller/...;./pkg/manager/..." output:rbac:artifacts:config=config/rbac
-	$(CONTROLLER_GEN) rbac:roleName=eiplb-agent paths=./pkg/agent/... output:rbac:artifacts:config=config/rbac/agent
+	$(CONTROLLER_GEN) rbac:roleName=eiplb-manager paths="./pkg/controller/...;./pkg/manager/...;./pkg/serving/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=eiplb-agent paths="./pkg/agent/...;./pkg/serving/..." output:rbac:artifacts:config=config/rbac/agent
 	@if [ -f config/default/kustomization.yaml ] || [ -f config/default/kustomization.yml ] || [ -f config/default/Kustomization ]; then \
 		mkdir -p deploy; \
 		echo "$(KUSTOMIZE) build config/default > deploy/eiplb.yaml"; \
@@ -118,8 +130,8 @@ test-privileged: ## Run the privileged tests (tag privileged: network namespaces
 	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged $(PRIVILEGED_PKGS) -count=1 -p 1 $(TEST_ARGS)"; \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged $(PRIVILEGED_PKGS) -count=1 -p 1 $(TEST_ARGS)
 
-.PHONY: bench
-bench: ## Run the benchmarks of pkg/.
+.PHONY: bench-go
+bench-go: ## Run the Go micro-benchmarks of pkg/ (allocator, next hops, data-plane computation).
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
 .PHONY: fuzz
@@ -182,6 +194,13 @@ lab-up: ## Like demo, but keep the lab running in the background until `make lab
 	hack/lab.sh up
 
 ##@ Benchmarks
+
+.PHONY: bench
+bench: ## The system benchmark in the lab (root): one table, p50/p99 next to the targets, also written to bench/results/. BENCH=quick for a smoke run.
+	@if [ "$$(id -u)" != 0 ]; then echo "bench: must run as root (network namespaces, nftables, FRR); try: sudo make bench" >&2; exit 1; fi
+	@mkdir -p bin; assets=$$(hack/k8s-binaries.sh) || exit 1; \
+	EIPLB_BENCH=$(or $(BENCH),1) KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/bench -count=1 -run TestBench -v -timeout 45m 2>&1 \
+		| tee bin/bench.log | grep -E '^(#|Lab of|\||written to|---|ok|FAIL|panic)'
 
 # Extra flags for the benchmark programs, e.g.
 # make bench-ipam BENCH_ARGS='-services 500 -burst 200'.

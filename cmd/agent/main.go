@@ -38,6 +38,8 @@ func main() {
 	flag.DurationVar(&opts.ResyncPeriod, "resync-period", time.Minute, "How often to re-read the kernel's table and repair what something else changed (removals are also caught at once through nftables events); 0: events only.")
 	flag.DurationVar(&opts.DrainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM with the node cordoned: the longest wait for the managers to withdraw the node.")
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":9475", "Address of the metrics endpoint; 0 disables it.")
+	flag.BoolVar(&opts.MetricsInsecure, "metrics-insecure", false, "Serve /metrics over plain HTTP without authentication (default: HTTPS, and the scraper's token must be allowed to get /metrics).")
+	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints (for profiling; unauthenticated, bind to 127.0.0.1); 0 disables it.")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9476", "Address of /healthz and /readyz (ready once the rules are in place); 0 disables it.")
 	flag.BoolVar(&cleanup, "cleanup", false, "Remove everything the agent installed (its nftables table) and exit.")
 	var memLimit int64

@@ -21,7 +21,9 @@ func main() {
 	var opts manager.Options
 	var ipMode string
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	flag.BoolVar(&opts.MetricsInsecure, "metrics-insecure", false, "Serve /metrics over plain HTTP without authentication (default: HTTPS, and the scraper's token must be allowed to get /metrics).")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; 0 disables it.")
+	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints (for profiling; unauthenticated, bind to 127.0.0.1); 0 disables it.")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one allocating replica through a Lease.")
 	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "eiplb-system", "Namespace of the leader-election Lease.")
 	flag.DurationVar(&opts.LeaseDuration, "lease-duration", 2*time.Second, "Leader lease duration: the longest allocation pauses when the leader dies.")

@@ -30,13 +30,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/eiplb/eiplb/pkg/agentlink"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/serving"
 )
 
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
@@ -70,7 +70,11 @@ type Options struct {
 	// removal, with a Dataplane that can watch).
 	ResyncPeriod time.Duration
 	MetricsAddr  string
-	ProbeAddr    string
+	// MetricsInsecure: as the manager's (plain HTTP, no authentication).
+	MetricsInsecure bool
+	ProbeAddr       string
+	// PprofAddr: as the manager's.
+	PprofAddr string
 	// SeveralPerProcess lets tests run several agents in one process.
 	SeveralPerProcess bool
 }
@@ -158,8 +162,9 @@ func New(cfg *rest.Config, dp Dataplane, opts Options) (*Agent, error) {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: orDefault(opts.MetricsAddr, "0")},
+		Metrics:                serving.Metrics(opts.MetricsAddr, opts.MetricsInsecure),
 		HealthProbeBindAddress: orDefault(opts.ProbeAddr, "0"),
+		PprofBindAddress:       orDefault(opts.PprofAddr, "0"),
 		Controller:             config.Controller{SkipNameValidation: &opts.SeveralPerProcess},
 		Cache: cache.Options{DefaultTransform: strip, ByObject: map[client.Object]cache.ByObject{
 			// Only its own Node.

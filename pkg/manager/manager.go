@@ -18,20 +18,27 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/bgp"
 	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
 	ipamctrl "github.com/eiplb/eiplb/pkg/controller/ipam"
+	"github.com/eiplb/eiplb/pkg/serving"
 )
 
 // Options of the manager process.
 type Options struct {
 	// MetricsAddr serves /metrics ("0" disables it).
 	MetricsAddr string
+	// MetricsInsecure serves /metrics over plain HTTP to anyone who can
+	// reach it; by default it is HTTPS, and a scraper must present a
+	// token allowed to get the non-resource URL /metrics (TokenReview and
+	// SubjectAccessReview).
+	MetricsInsecure bool
 	// ProbeAddr serves /healthz and /readyz ("0" disables it).
 	ProbeAddr string
+	// PprofAddr serves Go's /debug/pprof ("" or "0" disables it).
+	PprofAddr string
 
 	LeaderElection bool
 	// LeaderElectionNamespace is the manager's namespace: the Lease and the
@@ -97,8 +104,9 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: orDefaultStr(opts.MetricsAddr, "0")},
+		Metrics:                       serving.Metrics(opts.MetricsAddr, opts.MetricsInsecure),
 		HealthProbeBindAddress:        orDefaultStr(opts.ProbeAddr, "0"),
+		PprofBindAddress:              orDefaultStr(opts.PprofAddr, "0"),
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionID:              opts.LeaderElectionID,

@@ -49,7 +49,7 @@ func TestBenchAgent(t *testing.T) {
 	api.Basics(t)
 	tp.startManagers()
 	for i := 1; i <= 3; i++ {
-		tp.StartAgent(i)
+		tp.StartAgent(i, "--metrics-insecure") // goMem reads the Go runtime's figures over plain HTTP
 	}
 	ns := api.Namespace(t)
 	web := api.Service(t, ns, "web", false, corev1.IPv4Protocol)

@@ -16,8 +16,6 @@ import (
 
 	"github.com/eiplb/eiplb/pkg/testenv"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,100 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
-	"github.com/eiplb/eiplb/test/netlab"
+	"github.com/eiplb/eiplb/test/e2e/cluster"
 )
-
-// fib reads a namespace's kernel FIB through netlink, without forking.
-type fib struct{ h *netlink.Handle }
-
-func openFIB(t *testing.T, ns *netlab.NS) *fib {
-	nh, err := netns.GetFromPath(ns.Path())
-	must(t, err)
-	h, err := netlink.NewHandleAt(nh)
-	must(t, err)
-	t.Cleanup(func() { h.Close(); _ = nh.Close() })
-	return &fib{h}
-}
-
-// nextHops returns the number of next hops of every /32 route.
-func (f *fib) nextHops() (map[string]int, error) {
-	routes, err := f.h.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		if ones, _ := r.Dst.Mask.Size(); ones != 32 {
-			continue
-		}
-		n := len(r.MultiPath)
-		if n == 0 && r.Gw != nil {
-			n = 1
-		}
-		out[r.Dst.IP.String()] = n
-	}
-	return out, nil
-}
-
-// gateways returns the sorted gateways of the /32 route to ip.
-func (f *fib) gateways(ip string) ([]string, error) {
-	routes, err := f.h.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.String() != ip {
-			continue
-		}
-		if r.Gw != nil {
-			out = append(out, r.Gw.String())
-		}
-		for _, nh := range r.MultiPath {
-			out = append(out, nh.Gw.String())
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// waitAll polls every 2 ms until every ip has want next hops, and returns
-// when each got there.
-func (f *fib) waitAll(t *testing.T, ips []string, want int, timeout time.Duration) map[string]time.Time {
-	done := map[string]time.Time{}
-	deadline := time.Now().Add(timeout)
-	for len(done) < len(ips) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d routes complete after %s", len(done), len(ips), timeout)
-		}
-		nh, err := f.nextHops()
-		must(t, err)
-		now := time.Now()
-		for _, ip := range ips {
-			if _, ok := done[ip]; !ok && nh[ip] == want {
-				done[ip] = now
-			}
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return done
-}
-
-func (f *fib) waitGone(t *testing.T, ip string) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		nh, err := f.nextHops()
-		must(t, err)
-		if nh[ip] == 0 {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("route %s not withdrawn", ip)
-}
 
 // rcvdRE matches FRR's "debug bgp updates in" line for one received prefix.
 // ("... rcvd 10.200.0.0/32 with addpath ID 3 IPv4 unicast"; withdrawals
@@ -231,7 +137,7 @@ func TestBenchServiceToFIB(t *testing.T) {
 	create(t, &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"10.200.0.0/20"}}})
 	api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
 	ns := namespace(t)
-	f := openFIB(t, tp.rtr)
+	f := cluster.OpenFIB(t, tp.rtr)
 	seen := watchIPs(t, ns)
 	bgpLog := filepath.Join(frr.Dir, "bgpd.log")
 	seq := 0
@@ -252,7 +158,7 @@ func TestBenchServiceToFIB(t *testing.T) {
 			if afterDelete {
 				victim = newSvc()
 				must(t, api.Client.Create(ctx, victim))
-				f.waitAll(t, []string{ipOf(victim)}, 3, 10*time.Second)
+				f.WaitAll(t, []string{ipOf(victim)}, 3, 10*time.Second)
 			}
 			s := newSvc()
 			if victim != nil {
@@ -261,11 +167,11 @@ func TestBenchServiceToFIB(t *testing.T) {
 			t0 := time.Now()
 			must(t, api.Client.Create(ctx, s))
 			ip := ipOf(s)
-			done := f.waitAll(t, []string{ip}, 3, 10*time.Second)
+			done := f.WaitAll(t, []string{ip}, 3, 10*time.Second)
 			wire := wireTimes(t, bgpLog)[ip]
 			out = append(out, sample{total: done[ip].Sub(t0), ours: wire.Sub(t0), announce: wire.Sub(seen.at(ip))})
 			must(t, api.Client.Delete(ctx, s))
-			f.waitGone(t, ip)
+			f.WaitGone(t, ip)
 			seen.forget(ip)
 		}
 		return out
@@ -296,7 +202,7 @@ func TestBenchServiceToFIB(t *testing.T) {
 		for _, s := range svcs {
 			addrs = append(addrs, ipOf(s))
 		}
-		done := f.waitAll(t, addrs, 3, 60*time.Second)
+		done := f.WaitAll(t, addrs, 3, 60*time.Second)
 		wire := wireTimes(t, bgpLog)
 		var end, wireEnd time.Time
 		for _, ip := range addrs {
@@ -351,7 +257,7 @@ func TestBenchServiceToFIB(t *testing.T) {
 	waitGW := func(want ...string) time.Time {
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
-			gw, err := f.gateways(lip)
+			gw, err := f.Gateways(lip)
 			must(t, err)
 			if slices.Equal(gw, want) {
 				return time.Now()

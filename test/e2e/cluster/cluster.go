@@ -68,6 +68,10 @@ func StartAPI() (*API, error) {
 		return nil, err
 	}
 	scheme, _ := manager.NewScheme()
+	// The tests play kubelet and the endpoint controller, and the
+	// benchmark creates thousands of objects: client-go's default rate
+	// limit (QPS 5) would be what they measure.
+	cfg.QPS, cfg.Burst = 2000, 4000
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, err

@@ -246,11 +246,21 @@ func (l *Lab) Endpoints(t netlab.T, svc *corev1.Service, nodes ...int) {
 	l.EndpointPods(t, svc, pods...)
 }
 
-// EndpointPods plays the endpoint controller: one EndpointSlice per family
-// of the Service with the given pods ({node, pod}), all ready, on
-// BackendPort under each of the Service's port names.
+// EndpointPods plays the endpoint controller: it creates the Service's
+// EndpointSlices (see EndpointSlices) and deletes them when t ends.
 func (l *Lab) EndpointPods(t netlab.T, svc *corev1.Service, pods ...[2]int) {
 	t.Helper()
+	for _, es := range EndpointSlices(svc, pods...) {
+		l.API.Create(t, es)
+	}
+}
+
+// EndpointSlices are what the endpoint controller would make for svc with
+// the given pods ({node, pod}) behind it: one slice per family of the
+// Service, every endpoint ready, on BackendPort under each of the
+// Service's port names.
+func EndpointSlices(svc *corev1.Service, pods ...[2]int) []*discoveryv1.EndpointSlice {
+	var out []*discoveryv1.EndpointSlice
 	families := svc.Spec.IPFamilies
 	if len(families) == 0 {
 		families = []corev1.IPFamily{corev1.IPv4Protocol}
@@ -281,8 +291,9 @@ func (l *Lab) EndpointPods(t netlab.T, svc *corev1.Service, pods ...[2]int) {
 				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
 			})
 		}
-		l.API.Create(t, es)
+		out = append(out, es)
 	}
+	return out
 }
 
 // Devices are node i's interfaces: to the bridge and to its pods.

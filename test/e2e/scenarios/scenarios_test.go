@@ -110,42 +110,20 @@ func TestScenarios(t *testing.T) {
 		// keep forwarding to the dead node's pods until the endpoint
 		// controller marks them not ready, 40 s later in Kubernetes.)
 		t.Run("link cut: withdrawn within a second, failures only until then", func(t *testing.T) {
-			loop := l.Steady(localIP, 80)
-			time.Sleep(300 * time.Millisecond)
-			l.LinkDown(3)
-			cut := time.Now()
-			l.Rtr.WaitRoute(t, localIP, 5*time.Second, via(1, 2))
-			gone := time.Now()
-			time.Sleep(500 * time.Millisecond)
-			ok, failed := loop.Finish()
-			t.Logf("node3 withdrawn %v after its link went down; %d requests, %s", gone.Sub(cut).Round(time.Millisecond), ok+len(failed), cluster.Summary(failed))
-			if gone.Sub(cut) > time.Second {
-				t.Errorf("withdrawn after %v, want under 1 s", gone.Sub(cut))
-			}
-			failuresOnlyIn(t, failed, cut, gone)
+			nodeDies(t, l, localIP, via(1, 2), func() { l.LinkDown(3) })
 			l.LinkUp(3)
 			l.Rtr.WaitRoute(t, localIP, 10*time.Second, via(1, 2, 3))
 		})
 
 		t.Run("node1 dead (manager and agent killed, interfaces down): withdrawn within a second", func(t *testing.T) {
-			loop := l.Steady(localIP, 80)
-			time.Sleep(300 * time.Millisecond)
-			// Interfaces first: a powered-off host sends no FIN.
-			for _, dev := range l.Devices(1) {
-				l.Exec(l.Nodes[0], "ip", "link", "set", dev, "down")
-			}
-			cut := time.Now()
-			l.Kill(l.Managers[0])
-			l.Kill(l.Agents[0])
-			l.Rtr.WaitRoute(t, localIP, 5*time.Second, via(2, 3))
-			gone := time.Now()
-			time.Sleep(500 * time.Millisecond)
-			ok, failed := loop.Finish()
-			t.Logf("node1 withdrawn %v after it died; %d requests, %s", gone.Sub(cut).Round(time.Millisecond), ok+len(failed), cluster.Summary(failed))
-			if gone.Sub(cut) > time.Second {
-				t.Errorf("withdrawn after %v, want under 1 s", gone.Sub(cut))
-			}
-			failuresOnlyIn(t, failed, cut, gone)
+			nodeDies(t, l, localIP, via(2, 3), func() {
+				// Interfaces first: a powered-off host sends no FIN.
+				for _, dev := range l.Devices(1) {
+					l.Exec(l.Nodes[0], "ip", "link", "set", dev, "down")
+				}
+				l.Kill(l.Managers[0])
+				l.Kill(l.Agents[0])
+			})
 			for _, dev := range l.Devices(1) {
 				l.Exec(l.Nodes[0], "ip", "link", "set", dev, "up")
 			}
@@ -390,14 +368,27 @@ func answers(t *testing.T, l *cluster.Lab, ip string, port, n int) map[string]st
 	return seen
 }
 
-// failuresOnlyIn fails the test for a failed request that started before
-// the failure or more than 50 ms after the router withdrew the node.
-func failuresOnlyIn(t *testing.T, failed []cluster.Failure, from, to time.Time) {
+// nodeDies runs kill under a steady request loop to ip and checks that the
+// router's route becomes rest within a second and that requests failed
+// only between the kill and the withdrawal (50 ms of slack after it).
+func nodeDies(t *testing.T, l *cluster.Lab, ip string, rest func(netlab.Route, bool) bool, kill func()) {
 	t.Helper()
+	loop := l.Steady(ip, 80)
+	time.Sleep(300 * time.Millisecond)
+	cut := time.Now()
+	kill()
+	l.Rtr.WaitRoute(t, ip, 5*time.Second, rest)
+	gone := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	ok, failed := loop.Finish()
+	t.Logf("withdrawn %v after the node died; %d requests, %s", gone.Sub(cut).Round(time.Millisecond), ok+len(failed), cluster.Summary(failed))
+	if gone.Sub(cut) > time.Second {
+		t.Errorf("withdrawn after %v, want under 1 s", gone.Sub(cut))
+	}
 	for _, f := range failed {
-		if f.At.Before(from.Add(-20*time.Millisecond)) || f.At.After(to.Add(50*time.Millisecond)) {
+		if f.At.Before(cut.Add(-20*time.Millisecond)) || f.At.After(gone.Add(50*time.Millisecond)) {
 			t.Errorf("request started at %s failed outside the window %s–%s: %v",
-				f.At.Format("15:04:05.000"), from.Format("15:04:05.000"), to.Format("15:04:05.000"), f.Err)
+				f.At.Format("15:04:05.000"), cut.Format("15:04:05.000"), gone.Format("15:04:05.000"), f.Err)
 		}
 	}
 }

@@ -1,0 +1,118 @@
+//go:build privileged
+
+package cluster
+
+import (
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/eiplb/eiplb/test/netlab"
+)
+
+// FIB reads a namespace's kernel FIB through netlink, without forking.
+type FIB struct{ h *netlink.Handle }
+
+// OpenFIB opens ns's FIB; it is closed when t ends.
+func OpenFIB(t netlab.T, ns *netlab.NS) *FIB {
+	nh, err := netns.GetFromPath(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(nh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(); _ = nh.Close() })
+	return &FIB{h}
+}
+
+// NextHops returns the number of next hops of every /32 route.
+func (f *FIB) NextHops() (map[string]int, error) {
+	routes, err := f.h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if ones, _ := r.Dst.Mask.Size(); ones != 32 {
+			continue
+		}
+		n := len(r.MultiPath)
+		if n == 0 && r.Gw != nil {
+			n = 1
+		}
+		out[r.Dst.IP.String()] = n
+	}
+	return out, nil
+}
+
+// Gateways returns the sorted gateways of the /32 route to ip.
+func (f *FIB) Gateways(ip string) ([]string, error) {
+	routes, err := f.h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.String() != ip {
+			continue
+		}
+		if r.Gw != nil {
+			out = append(out, r.Gw.String())
+		}
+		for _, nh := range r.MultiPath {
+			out = append(out, nh.Gw.String())
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// WaitAll polls until every ip has want next hops, and returns when each
+// got there. It waits 2 ms between reads, plus four times what the last
+// read took, so that reading a large FIB takes at most a fifth of a core
+// from the system it measures.
+func (f *FIB) WaitAll(t netlab.T, ips []string, want int, timeout time.Duration) map[string]time.Time {
+	done := map[string]time.Time{}
+	deadline := time.Now().Add(timeout)
+	for len(done) < len(ips) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d routes complete after %s", len(done), len(ips), timeout)
+		}
+		start := time.Now()
+		nh, err := f.NextHops()
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		for _, ip := range ips {
+			if _, ok := done[ip]; !ok && nh[ip] == want {
+				done[ip] = now
+			}
+		}
+		time.Sleep(2*time.Millisecond + 4*now.Sub(start))
+	}
+	return done
+}
+
+// WaitGone waits until ip has no route.
+func (f *FIB) WaitGone(t netlab.T, ip string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		nh, err := f.NextHops()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nh[ip] == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("route %s not withdrawn", ip)
+}
