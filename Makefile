@@ -108,10 +108,11 @@ k8s-bins: ## Build etcd + kube-apiserver for envtest (cached outside the tree) a
 	hack/k8s-binaries.sh
 
 .PHONY: test
-test: ## Run unit + envtest tests (no root needed). Extra flags: TEST_ARGS=...
+test: ## Run unit + envtest tests, and the alert rules with promtool (no root needed). Extra flags: TEST_ARGS=...
 	@assets=$$(hack/k8s-binaries.sh) || { echo "test: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
-	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test ./... -count=1 $(TEST_ARGS)"; \
-	KUBEBUILDER_ASSETS=$$assets $(GO) test ./... -count=1 $(TEST_ARGS)
+	promtool=$$(hack/promtool.sh) || { echo "test: hack/promtool.sh failed" >&2; exit 1; }; \
+	echo "KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool $(GO) test ./... -count=1 $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: e2e
 e2e: ## Run the end-to-end scenarios in the lab (test/e2e/scenarios; root). Extra flags: TEST_ARGS=...

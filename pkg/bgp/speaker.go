@@ -49,6 +49,10 @@ type Speaker struct {
 	filters    map[netip.Addr]*peerFilter    // export filter per peer
 	filterSeq  int                           // names filters uniquely
 	restricted map[netip.Prefix][]netip.Addr // prefix → the only peers it may go to
+
+	// counts caches PeerStates' advertised-path counts (see there).
+	countsMu sync.Mutex
+	counts   peerCounts
 }
 
 type pathKey struct {
