@@ -34,8 +34,12 @@ type API struct {
 	Env        *envtest.Environment
 	Client     client.Client
 	Kubeconfig []byte // system:masters, server on the host's loopback
-	host       string // 127.0.0.1:port of the API server
-	bin        string // folder with the built eiplb binaries
+	// ManagerKubeconfig and AgentKubeconfig, when set (see
+	// UseServiceAccounts), are the credentials the eiplb processes start
+	// with; otherwise they get Kubeconfig.
+	ManagerKubeconfig, AgentKubeconfig []byte
+	host                               string // 127.0.0.1:port of the API server
+	bin                                string // folder with the built eiplb binaries
 }
 
 // StartAPI starts the API server with eiplb's CRDs and builds the eiplb
@@ -159,6 +163,13 @@ func (p *APIProxy) track(cs ...net.Conn) bool {
 // stops with the test.
 func (a *API) KubeconfigIn(t netlab.T, ns *netlab.NS) (string, *APIProxy) {
 	t.Helper()
+	return a.kubeconfigIn(t, ns, a.Kubeconfig, ns.Name+".kubeconfig")
+}
+
+// kubeconfigIn is KubeconfigIn with the credentials of kc, written to file
+// in the lab's folder.
+func (a *API) kubeconfigIn(t netlab.T, ns *netlab.NS, kc []byte, file string) (string, *APIProxy) {
+	t.Helper()
 	l, err := ns.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -188,14 +199,14 @@ func (a *API) KubeconfigIn(t netlab.T, ns *netlab.NS) (string, *APIProxy) {
 	}()
 	t.Cleanup(func() { _ = l.Close(); proxy.Cut(); wg.Wait() })
 
-	u, err := clientcmd.Load(a.Kubeconfig)
+	u, err := clientcmd.Load(kc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, cl := range u.Clusters {
 		cl.Server = "https://" + l.Addr().String()
 	}
-	path := filepath.Join(ns.Lab().Dir(), ns.Name+".kubeconfig")
+	path := filepath.Join(ns.Lab().Dir(), file)
 	if err := clientcmd.WriteToFile(*u, path); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +229,7 @@ type Process struct {
 // them with --agent-port.
 func (a *API) StartManager(t netlab.T, node *netlab.NS, name, routerID string, args ...string) *Process {
 	t.Helper()
-	return a.start(t, node, "manager-"+name, append([]string{a.Manager(),
+	return a.start(t, node, "manager-"+name, a.ManagerKubeconfig, append([]string{a.Manager(),
 		"--node-name=" + name, "--router-id=" + routerID,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--leader-election-namespace=eiplb-system", "--peer-status-interval=200ms", "--agent-port=0"}, args...))
@@ -228,13 +239,16 @@ func (a *API) StartManager(t netlab.T, node *netlab.NS, name, routerID string, a
 // args; it is killed when the test ends (its rules stay, as they would).
 func (a *API) StartAgent(t netlab.T, node *netlab.NS, name string, args ...string) *Process {
 	t.Helper()
-	return a.start(t, node, "agent-"+name, append([]string{a.Agent(),
+	return a.start(t, node, "agent-"+name, a.AgentKubeconfig, append([]string{a.Agent(),
 		"--node-name=" + name, "--metrics-bind-address=0", "--health-probe-bind-address=0"}, args...))
 }
 
-func (a *API) start(t netlab.T, node *netlab.NS, name string, argv []string) *Process {
+func (a *API) start(t netlab.T, node *netlab.NS, name string, creds []byte, argv []string) *Process {
 	t.Helper()
-	kc, proxy := a.KubeconfigIn(t, node)
+	if creds == nil {
+		creds = a.Kubeconfig
+	}
+	kc, proxy := a.kubeconfigIn(t, node, creds, node.Name+"-"+name+".kubeconfig")
 	logPath := filepath.Join(node.Lab().Dir(), fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
 	logf, err := os.Create(logPath)
 	if err != nil {

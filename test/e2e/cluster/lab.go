@@ -400,13 +400,17 @@ func Summary(failures []Failure) string {
 // SamplePassword is the TCP MD5 password of config/samples/bgp.yaml.
 const SamplePassword = "change-me"
 
-// Up brings up the default lab, as `make demo` shows it: the Node objects,
-// config/samples' pools, BGP peer (MD5, BFD, graceful restart) and
-// advertisement, FRR configured as the sample peer expects, two manager
-// replicas on node1 and node2 and an agent on every node. It returns once
-// the router has established both sessions.
+// Up brings up the default lab, as `make demo` shows it: deploy/eiplb.yaml
+// installed (its RBAC is what the processes may do: they authenticate as
+// its ServiceAccounts), the Node objects, config/samples' pools, BGP peer
+// (MD5, BFD, graceful restart) and advertisement, FRR configured as the
+// sample peer expects, two manager replicas on node1 and node2 and an
+// agent on every node. It returns once the router has established both
+// sessions.
 func (l *Lab) Up() {
 	l.T.Helper()
+	l.API.Install(l.T)
+	l.API.UseServiceAccounts(l.T)
 	l.API.Nodes(l.T, len(l.Nodes))
 	for _, f := range []string{"eippool.yaml", "bgp.yaml"} {
 		l.API.Apply(l.T, filepath.Join(Root(), "config", "samples", f))

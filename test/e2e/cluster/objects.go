@@ -13,10 +13,15 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -179,6 +184,12 @@ func (api *API) Nodes(t netlab.T, n int) []*corev1.Node {
 // as `kubectl create -f` does, and deletes them when t ends.
 func (api *API) Apply(t netlab.T, file string) {
 	t.Helper()
+	api.apply(t, file, func(*unstructured.Unstructured) bool { return false })
+}
+
+// apply is Apply; objects for which existing says so may exist already.
+func (api *API) apply(t netlab.T, file string, existing func(*unstructured.Unstructured) bool) {
+	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
@@ -196,6 +207,12 @@ func (api *API) Apply(t netlab.T, file string) {
 		if len(u.Object) == 0 {
 			continue
 		}
+		if existing(u) {
+			if err := api.Client.Create(context.Background(), u); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatalf("%s: %s %s: %v", file, u.GetKind(), u.GetName(), err)
+			}
+			continue
+		}
 		api.Create(t, u)
 	}
 }
@@ -204,4 +221,56 @@ func (api *API) Apply(t netlab.T, file string) {
 func Root() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+// Install applies deploy/eiplb.yaml as an admin would (`kubectl apply -f`):
+// the API server validates every object. The CRDs and the namespace, which
+// StartAPI installed from the same sources, are left as they are. Nothing
+// runs the Deployment's and DaemonSet's pods (there is no kubelet); the
+// lab starts the binaries itself, with UseServiceAccounts' credentials.
+func (api *API) Install(t netlab.T) {
+	t.Helper()
+	api.apply(t, filepath.Join(Root(), "deploy", "eiplb.yaml"), func(u *unstructured.Unstructured) bool {
+		return u.GetKind() == "CustomResourceDefinition" || u.GetKind() == "Namespace"
+	})
+}
+
+// UseServiceAccounts makes the eiplb processes started from now on
+// authenticate as the ServiceAccounts of deploy/eiplb.yaml (eiplb-manager,
+// eiplb-agent in eiplb-system), with tokens from the TokenRequest API, so
+// the manifest's RBAC is what they are allowed to do.
+func (api *API) UseServiceAccounts(t netlab.T) {
+	t.Helper()
+	var err error
+	if api.ManagerKubeconfig, err = api.ServiceAccountKubeconfig("eiplb-system", "eiplb-manager"); err != nil {
+		t.Fatal(err)
+	}
+	if api.AgentKubeconfig, err = api.ServiceAccountKubeconfig("eiplb-system", "eiplb-agent"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { api.ManagerKubeconfig, api.AgentKubeconfig = nil, nil })
+}
+
+// ServiceAccountKubeconfig is a kubeconfig for the ServiceAccount ns/name,
+// with a token from the TokenRequest API valid for a day.
+func (api *API) ServiceAccountKubeconfig(ns, name string) ([]byte, error) {
+	cs, err := kubernetes.NewForConfig(api.Env.Config)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), name, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](86400)}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("TokenRequest for %s/%s: %w", ns, name, err)
+	}
+	u, err := clientcmd.Load(api.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	user := "system:serviceaccount:" + ns + ":" + name
+	u.AuthInfos = map[string]*clientcmdapi.AuthInfo{user: {Token: tr.Status.Token}}
+	for _, c := range u.Contexts {
+		c.AuthInfo = user
+	}
+	return clientcmd.Write(*u)
 }

@@ -347,6 +347,10 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("requests failed: %s", cluster.Summary(failed))
 		}
 	})
+
+	t.Run("11 security: least privilege, no secret in logs, only the documented ports", func(t *testing.T) {
+		security(t, l, web)
+	})
 }
 
 // answers sends n requests to ip:port and returns which pod saw which
