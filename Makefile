@@ -65,6 +65,7 @@ generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/api
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs (config/crd/bases), RBAC (config/rbac/role.yaml) and deploy/eiplb.yaml.
 	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
+	rm -f deploy/helm/eiplb/crds/*.yaml && cp config/crd/bases/*.yaml deploy/helm/eiplb/crds/
 	$(CONTROLLER_GEN) rbac:roleName=eiplb-manager paths="./pkg/controller/...;./pkg/manager/...;./pkg/serving/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=eiplb-agent paths="./pkg/agent/...;./pkg/serving/..." output:rbac:artifacts:config=config/rbac/agent
 	@if [ -f config/default/kustomization.yaml ] || [ -f config/default/kustomization.yml ] || [ -f config/default/Kustomization ]; then \
@@ -108,11 +109,12 @@ k8s-bins: ## Build etcd + kube-apiserver for envtest (cached outside the tree) a
 	hack/k8s-binaries.sh
 
 .PHONY: test
-test: ## Run unit + envtest tests, and the alert rules with promtool (no root needed). Extra flags: TEST_ARGS=...
+test: ## Run unit + envtest tests, the alert rules with promtool, the Helm chart against the API server (no root needed). Extra flags: TEST_ARGS=...
 	@assets=$$(hack/k8s-binaries.sh) || { echo "test: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
 	promtool=$$(hack/promtool.sh) || { echo "test: hack/promtool.sh failed" >&2; exit 1; }; \
-	echo "KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool $(GO) test ./... -count=1 $(TEST_ARGS)"; \
-	KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool $(GO) test ./... -count=1 $(TEST_ARGS)
+	helm=$$(hack/helm.sh) || { echo "test: hack/helm.sh failed" >&2; exit 1; }; \
+	echo "KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm $(GO) test ./... -count=1 $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: e2e
 e2e: ## Run the end-to-end scenarios in the lab (test/e2e/scenarios; root). Extra flags: TEST_ARGS=...

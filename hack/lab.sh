@@ -43,6 +43,16 @@ down() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
+  # eiplb binaries built by killed tests (each run builds its own into
+  # $TMPDIR/eiplb-bin-*): removed when no process runs from them and they
+  # are older than 10 minutes.
+  for d in "${TMPDIR:-/tmp}"/eiplb-bin-*; do
+    [ -d "$d" ] || continue
+    [ -n "$(find "$d" -maxdepth 0 -mmin +10)" ] || continue
+    if ! ls -l /proc/[0-9]*/exe 2>/dev/null | grep -q -- "-> $d/"; then
+      rm -rf "$d"
+    fi
+  done
   rm -rf "$LAB_DIR"
 }
 

@@ -444,7 +444,7 @@ func (a *Agent) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 	} else {
 		a.link.SetProgrammed(key, programmed(*want))
 	}
-	servicesProgrammed.Set(float64(len(a.table.Services())))
+	servicesProgrammed.Set(float64(a.table.Len())) // not Services(): it sorts every key, per change
 	return ctrl.Result{}, nil
 }
 

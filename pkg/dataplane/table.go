@@ -116,6 +116,9 @@ func (t *Table) Services() []string {
 	return slices.Sorted(maps.Keys(t.services))
 }
 
+// Len is the number of Services in the table.
+func (t *Table) Len() int { return len(t.services) }
+
 // Set replaces the contribution of svc.Key. A forward key already owned by
 // another Service stays with that Service (the API and IPAM keep this from
 // happening; the owner is the one set first).
