@@ -118,7 +118,7 @@ func TestBench(t *testing.T) {
 	rep.dist(fmt.Sprintf("Local endpoint moves node → in the new node's nftables (ms), %d Services", b.n), applied, "— (the agent's kernel write alone: < 10)")
 	rep.dist(fmt.Sprintf("Local endpoint moves node → FIB switched (ms), %d Services", b.n), routed, "≤ 75")
 
-	rep.print(t, mode)
+	rep.print(t, fmt.Sprintf("EIPLB_BENCH=%s, sizes runs=%d cuts=%d burst=%d many=%d", mode, sz.runs, sz.cuts, sz.burst, sz.many))
 }
 
 type bench struct {
