@@ -23,7 +23,11 @@ type allocationIndex struct {
 	changed func(pool string)
 }
 
-func newAllocationIndex(ctx context.Context, c cache.Cache, alloc *ipam.Allocator, changed func(pool string)) (*allocationIndex, error) {
+// changed is called after a record of pool changed the allocator; freed
+// after a deleted record freed its address (so that Services waiting for
+// one retry only once the allocator knows it is free: the controller's own
+// watch of the records can run their retry before this handler did).
+func newAllocationIndex(ctx context.Context, c cache.Cache, alloc *ipam.Allocator, changed func(pool string), freed func()) (*allocationIndex, error) {
 	inf, err := c.GetInformer(ctx, &v1alpha1.EIPAllocation{})
 	if err != nil {
 		return nil, fmt.Errorf("informer for EIPAllocations: %w", err)
@@ -40,6 +44,7 @@ func newAllocationIndex(ctx context.Context, c cache.Cache, alloc *ipam.Allocato
 				if addr, err := netip.ParseAddr(ea.Spec.Address); err == nil {
 					alloc.Delete(addr)
 					idx.changed(ea.Spec.Pool)
+					freed()
 				}
 			}
 		},

@@ -58,6 +58,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	alloc := ipam.NewAllocator()
 	poolEvents := make(chan event.TypedGenericEvent[*v1alpha1.EIPPool], 1024)
+	// One buffered retry of the waiting Services after an address was
+	// freed; a retry already queued covers the next ones.
+	freedEvents := make(chan event.TypedGenericEvent[*v1alpha1.EIPAllocation], 1)
 	// Standby replicas keep their Service and pool informers warm, so a new
 	// leader allocates at once instead of first listing every Service.
 	for _, obj := range []client.Object{&corev1.Service{}, &v1alpha1.EIPPool{}} {
@@ -71,6 +74,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		select {
 		case poolEvents <- event.TypedGenericEvent[*v1alpha1.EIPPool]{Object: p}:
 		case <-ctx.Done():
+		}
+	}, func() {
+		select {
+		case freedEvents <- event.TypedGenericEvent[*v1alpha1.EIPAllocation]{Object: &v1alpha1.EIPAllocation{}}:
+		default:
 		}
 	})
 	if err != nil {
@@ -106,6 +114,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 				return len(n.Spec.Services) < len(o.Spec.Services)
 			},
 		})).
+		WatchesRawSource(source.Channel(freedEvents, handler.TypedEnqueueRequestsFromMapFunc(
+			func(context.Context, *v1alpha1.EIPAllocation) []reconcile.Request { return svcR.pending.requests() }))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers}).
 		Complete(svcR)
 	if err != nil {
