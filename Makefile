@@ -36,10 +36,11 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: build
-build: ## Build bin/eiplb-manager and bin/eiplb-agent.
+build: ## Build bin/eiplb-manager, bin/eiplb-agent and the kubectl plugin bin/kubectl-eiplb.
 	@mkdir -p bin
 	$(GO) build -o bin/eiplb-manager ./cmd/manager
 	$(GO) build -o bin/eiplb-agent ./cmd/agent
+	$(GO) build -o bin/kubectl-eiplb ./cmd/kubectl-eiplb
 
 # Container images: make images IMAGE_REPO=ghcr.io/you IMAGE_TAG=v0.1.0
 IMAGE_REPO ?= ghcr.io/eiplb

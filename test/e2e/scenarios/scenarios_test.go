@@ -12,6 +12,7 @@
 package scenarios_test
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/cli"
 	"github.com/eiplb/eiplb/pkg/testenv"
 	"github.com/eiplb/eiplb/test/e2e/cluster"
 	"github.com/eiplb/eiplb/test/netlab"
@@ -350,6 +352,30 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("11 security: least privilege, no secret in logs, only the documented ports", func(t *testing.T) {
 		security(t, l, web)
+	})
+
+	t.Run("12 kubectl eiplb against the lab", func(t *testing.T) {
+		var b bytes.Buffer
+		testenv.Must(t, cli.Run(t.Context(), api.Client, &b, []string{"status"}, cli.Options{}))
+		out := b.String()
+		t.Logf("kubectl eiplb status:\n%s", out)
+		for _, want := range []string{"tor1", "node1", "node2", "Established", ns + "/web", webIP, "node3:2", "Announced by"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status lacks %q", want)
+			}
+		}
+		b.Reset()
+		testenv.Must(t, cli.Run(t.Context(), api.Client, &b, []string{"explain", "svc", ns + "/web"}, cli.Options{}))
+		t.Logf("kubectl eiplb explain svc %s/web:\n%s", ns, b.String())
+		if !strings.Contains(b.String(), ": announced") || !strings.Contains(b.String(), "from pool default") {
+			t.Errorf("explain of an announced Service:\n%s", b.String())
+		}
+		b.Reset()
+		waitCondition(t, annotated(t, ns, "garbage2", map[string]string{v1alpha1.AnnotationIP: "not-an-ip"}), v1alpha1.ReasonInvalidAnnotation)
+		testenv.Must(t, cli.Run(t.Context(), api.Client, &b, []string{"explain", "svc", ns + "/garbage2"}, cli.Options{}))
+		if !strings.Contains(b.String(), "no address: InvalidAnnotation") {
+			t.Errorf("explain of the garbage Service:\n%s", b.String())
+		}
 	})
 }
 

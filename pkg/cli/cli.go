@@ -1,0 +1,466 @@
+// Package cli is kubectl-eiplb: what eiplb is doing, read from the API
+// server only (pools, peers, Services, their conditions and Events), for
+// people (tables, sentences) or scripts (-o json|yaml).
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+)
+
+// Pool is one EIPPool's usage.
+type Pool struct {
+	Name      string `json:"name"`
+	Capacity  int64  `json:"capacity"`
+	Allocated int64  `json:"allocated"`
+	Free      int64  `json:"free"`
+	Orphaned  int64  `json:"orphaned,omitempty"`
+	// UsedPercent is Allocated/Capacity of the fuller family.
+	UsedPercent float64 `json:"usedPercent"`
+	Ready       bool    `json:"ready"`
+	Reason      string  `json:"reason,omitempty"`
+	Message     string  `json:"message,omitempty"`
+}
+
+// Session is one manager replica's session with a peer.
+type Session struct {
+	Manager      string `json:"manager"`
+	State        string `json:"state"`
+	BFD          string `json:"bfd,omitempty"`
+	PrefixesSent int64  `json:"prefixesSent"`
+	LastError    string `json:"lastError,omitempty"`
+}
+
+// Peer is one BGPPeer with its sessions.
+type Peer struct {
+	Name     string    `json:"name"`
+	Address  string    `json:"address"`
+	PeerASN  int64     `json:"peerASN"`
+	LocalASN int64     `json:"localASN"`
+	Sessions []Session `json:"sessions"`
+}
+
+// Service is one Service eiplb serves.
+type Service struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses"`
+	// Allocated is the eiplb.io/IPAllocated condition.
+	Allocated string `json:"allocated"`
+	Reason    string `json:"reason,omitempty"`
+	// NodesWithEndpoints counts ready endpoints per node.
+	NodesWithEndpoints map[string]int `json:"nodesWithEndpoints,omitempty"`
+	// LastAnnounce is the newest Announced/Withdrawn Event of a manager.
+	// Managers write them when announcing starts or stops, not on every
+	// next-hop change (that would be a storm of writes when a node goes
+	// down): the router has the current next hops.
+	LastAnnounce string `json:"lastAnnounce,omitempty"`
+}
+
+// Status is everything `kubectl eiplb status` shows.
+type Status struct {
+	Pools    []Pool    `json:"pools"`
+	Peers    []Peer    `json:"peers"`
+	Services []Service `json:"services"`
+}
+
+// Options of a command.
+type Options struct {
+	Output string // "", "json" or "yaml"
+	Class  string // loadBalancerClass served
+	// NoClass: Services without a class are served too.
+	NoClass bool
+}
+
+// Pools reads the pools' usage.
+func Pools(ctx context.Context, c client.Client) ([]Pool, error) {
+	var list v1alpha1.EIPPoolList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	out := []Pool{}
+	for _, p := range list.Items {
+		st := p.Status
+		pl := Pool{Name: p.Name, Capacity: st.Capacity, Allocated: st.Allocated, Free: st.Free, Orphaned: st.Orphaned}
+		for _, f := range []*v1alpha1.FamilyUsage{st.IPv4, st.IPv6} {
+			if f != nil && f.Capacity > 0 {
+				pl.UsedPercent = max(pl.UsedPercent, 100*float64(f.Allocated)/float64(f.Capacity))
+			}
+		}
+		if c := apimeta.FindStatusCondition(st.Conditions, "Ready"); c != nil {
+			pl.Ready, pl.Reason, pl.Message = c.Status == metav1.ConditionTrue, c.Reason, c.Message
+		}
+		out = append(out, pl)
+	}
+	return out, nil
+}
+
+// Peers reads the peers and their sessions.
+func Peers(ctx context.Context, c client.Client) ([]Peer, error) {
+	var list v1alpha1.BGPPeerList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	out := []Peer{}
+	for _, p := range list.Items {
+		pr := Peer{Name: p.Name, Address: p.Spec.PeerAddress, PeerASN: int64(p.Spec.PeerASN), LocalASN: int64(p.Spec.LocalASN), Sessions: []Session{}}
+		for _, s := range p.Status.Sessions {
+			pr.Sessions = append(pr.Sessions, Session{Manager: s.Manager, State: s.State, BFD: s.BFDState, PrefixesSent: s.PrefixesSent, LastError: s.LastError})
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+// Services reads the Services eiplb serves, with their endpoints per node
+// and the newest announce Event.
+func Services(ctx context.Context, c client.Client, o Options) ([]Service, error) {
+	var list corev1.ServiceList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	var events eventsv1.EventList
+	if err := c.List(ctx, &events); err != nil {
+		return nil, err
+	}
+	out := []Service{}
+	for i := range list.Items {
+		s := &list.Items[i]
+		if !v1alpha1.Serves(s, classOr(o.Class), o.NoClass) {
+			continue
+		}
+		sv, err := service(ctx, c, s, events.Items)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sv)
+	}
+	return out, nil
+}
+
+func classOr(c string) string {
+	if c == "" {
+		return v1alpha1.LoadBalancerClass
+	}
+	return c
+}
+
+func service(ctx context.Context, c client.Client, s *corev1.Service, events []eventsv1.Event) (Service, error) {
+	sv := Service{Namespace: s.Namespace, Name: s.Name, Addresses: []string{}, Allocated: "Unknown"}
+	for _, in := range s.Status.LoadBalancer.Ingress {
+		sv.Addresses = append(sv.Addresses, in.IP)
+	}
+	if cond := apimeta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionIPAllocated); cond != nil {
+		sv.Allocated, sv.Reason = string(cond.Status), cond.Reason
+		if cond.Status != metav1.ConditionTrue {
+			sv.Reason = cond.Reason + ": " + cond.Message
+		}
+	}
+	var slices_ discoveryv1.EndpointSliceList
+	if err := c.List(ctx, &slices_, client.InNamespace(s.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
+		return sv, err
+	}
+	for _, es := range slices_.Items {
+		for _, e := range es.Endpoints {
+			if e.NodeName == nil || (e.Conditions.Ready != nil && !*e.Conditions.Ready) {
+				continue
+			}
+			if sv.NodesWithEndpoints == nil {
+				sv.NodesWithEndpoints = map[string]int{}
+			}
+			sv.NodesWithEndpoints[*e.NodeName]++
+		}
+	}
+	var newest *eventsv1.Event
+	for i := range events {
+		e := &events[i]
+		if e.Regarding.Kind != "Service" || e.Regarding.Namespace != s.Namespace || e.Regarding.Name != s.Name ||
+			(e.Reason != "Announced" && e.Reason != "Withdrawn") {
+			continue
+		}
+		if newest == nil || eventTime(e).After(eventTime(newest).Time) {
+			newest = e
+		}
+	}
+	if newest != nil {
+		sv.LastAnnounce = newest.Note
+	}
+	return sv, nil
+}
+
+func eventTime(e *eventsv1.Event) metav1.Time {
+	if e.Series != nil {
+		return metav1.Time{Time: e.Series.LastObservedTime.Time}
+	}
+	if !e.EventTime.IsZero() {
+		return metav1.Time{Time: e.EventTime.Time}
+	}
+	return e.CreationTimestamp
+}
+
+// Explanation says why a Service has or lacks an address and routes.
+type Explanation struct {
+	Service  Service  `json:"service"`
+	Verdict  string   `json:"verdict"`
+	Findings []string `json:"findings"`
+	Events   []string `json:"events"`
+}
+
+// Explain looks at one Service and everything its address and routes
+// depend on.
+func Explain(ctx context.Context, c client.Client, ns, name string, o Options) (Explanation, error) {
+	var s corev1.Service
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		return Explanation{}, err
+	}
+	var events eventsv1.EventList
+	if err := c.List(ctx, &events); err != nil {
+		return Explanation{}, err
+	}
+	sv, err := service(ctx, c, &s, events.Items)
+	if err != nil {
+		return Explanation{}, err
+	}
+	ex := Explanation{Service: sv, Findings: []string{}, Events: []string{}}
+	for _, e := range events.Items {
+		if e.Regarding.Kind == "Service" && e.Regarding.Namespace == ns && e.Regarding.Name == name {
+			ex.Events = append(ex.Events, fmt.Sprintf("%s %s: %s", e.Type, e.Reason, e.Note))
+		}
+	}
+	sort.Strings(ex.Events)
+	find := func(f string, args ...any) { ex.Findings = append(ex.Findings, fmt.Sprintf(f, args...)) }
+
+	switch {
+	case s.Spec.Type != corev1.ServiceTypeLoadBalancer:
+		ex.Verdict = fmt.Sprintf("not served: type %s, eiplb serves only LoadBalancer Services", s.Spec.Type)
+		return ex, nil
+	case !v1alpha1.Serves(&s, classOr(o.Class), o.NoClass):
+		cls := "no loadBalancerClass"
+		if s.Spec.LoadBalancerClass != nil {
+			cls = "loadBalancerClass " + *s.Spec.LoadBalancerClass
+		}
+		ex.Verdict = fmt.Sprintf("not served: %s, eiplb serves %s", cls, classOr(o.Class))
+		return ex, nil
+	case len(sv.Addresses) == 0:
+		ex.Verdict = "no address: " + orText(sv.Reason, "the manager has not handled it yet (is a manager replica running and leading?)")
+		return ex, nil
+	}
+	find("addresses %s (%s)", strings.Join(sv.Addresses, ", "), sv.Reason)
+	for _, a := range sv.Addresses {
+		addr, err := netip.ParseAddr(a)
+		if err != nil {
+			continue
+		}
+		var alloc v1alpha1.EIPAllocation
+		if err := c.Get(ctx, client.ObjectKey{Name: addr.String()}, &alloc); err == nil {
+			find("%s is recorded in EIPAllocation %s from pool %s", a, alloc.Name, alloc.Spec.Pool)
+		} else {
+			find("%s has no EIPAllocation record (%v)", a, err)
+		}
+	}
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		return ex, err
+	}
+	var ready []string
+	for _, n := range nodes.Items {
+		ok := false
+		for _, cd := range n.Status.Conditions {
+			ok = ok || (cd.Type == corev1.NodeReady && cd.Status == corev1.ConditionTrue)
+		}
+		if ok && !n.Spec.Unschedulable {
+			ready = append(ready, n.Name)
+		}
+	}
+	find("%d of %d nodes are Ready and schedulable (possible next hops): %s", len(ready), len(nodes.Items), strings.Join(ready, ", "))
+	local := s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	if local {
+		var with []string
+		for n, k := range sv.NodesWithEndpoints {
+			with = append(with, fmt.Sprintf("%s (%d)", n, k))
+		}
+		slices.Sort(with)
+		find("externalTrafficPolicy Local: only nodes with ready endpoints are next hops: %s", orText(strings.Join(with, ", "), "none"))
+	}
+	peers, err := Peers(ctx, c)
+	if err != nil {
+		return ex, err
+	}
+	established := 0
+	for _, p := range peers {
+		for _, ss := range p.Sessions {
+			if ss.State == "Established" {
+				established++
+			} else {
+				find("peer %s (%s): session from %s is %s %s", p.Name, p.Address, ss.Manager, ss.State, ss.LastError)
+			}
+		}
+	}
+	find("%d BGP sessions established over %d peers", established, len(peers))
+	switch {
+	case established == 0:
+		ex.Verdict = "has an address but is not announced: no BGP session is established (kubectl eiplb peers)"
+	case local && len(sv.NodesWithEndpoints) == 0:
+		ex.Verdict = "has an address but is not announced: Local policy and no ready endpoint on any node"
+	case len(ready) == 0:
+		ex.Verdict = "has an address but is not announced: no node is Ready and schedulable"
+	case strings.HasPrefix(sv.LastAnnounce, "Withdrawn"):
+		ex.Verdict = "withdrawn: " + sv.LastAnnounce
+	case sv.LastAnnounce != "":
+		ex.Verdict = "announced (last announce Event: " + sv.LastAnnounce + "); a node is a next hop only once its agent has programmed the Service"
+	default:
+		ex.Verdict = "has an address; no announce Event yet (a manager reports when it starts announcing)"
+	}
+	return ex, nil
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Write renders v for people (human) or as JSON/YAML.
+func Write(w io.Writer, output string, v any, human func(io.Writer)) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	case "":
+		human(w)
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q (want json or yaml)", output)
+}
+
+// PoolsTable writes pools for people.
+func PoolsTable(w io.Writer, pools []Pool) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tCAPACITY\tALLOCATED\tFREE\tUSED\tREADY\tREASON")
+	for _, p := range pools {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f%%\t%v\t%s\n", p.Name, p.Capacity, p.Allocated, p.Free, p.UsedPercent, p.Ready, p.Reason)
+	}
+	tw.Flush()
+}
+
+// PeersTable writes peers and sessions for people.
+func PeersTable(w io.Writer, peers []Peer) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tADDRESS\tASN\tMANAGER\tSTATE\tBFD\tSENT\tLAST ERROR")
+	for _, p := range peers {
+		if len(p.Sessions) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t-\tno session reported\t\t\t\n", p.Name, p.Address, p.PeerASN)
+		}
+		for _, s := range p.Sessions {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Address, p.PeerASN, s.Manager, s.State, s.BFD, s.PrefixesSent, s.LastError)
+		}
+	}
+	tw.Flush()
+}
+
+// ServicesTable writes Services for people.
+func ServicesTable(w io.Writer, svcs []Service) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tADDRESSES\tALLOCATED\tNODES WITH ENDPOINTS\tLAST ANNOUNCE EVENT")
+	for _, s := range svcs {
+		var nodes []string
+		for n, k := range s.NodesWithEndpoints {
+			nodes = append(nodes, fmt.Sprintf("%s:%d", n, k))
+		}
+		slices.Sort(nodes)
+		alloc := s.Allocated
+		if s.Allocated != "True" && s.Reason != "" {
+			alloc += " (" + s.Reason + ")"
+		}
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\n", s.Namespace, s.Name, orText(strings.Join(s.Addresses, ","), "-"), alloc, orText(strings.Join(nodes, " "), "-"), s.LastAnnounce)
+	}
+	tw.Flush()
+}
+
+// ExplanationText writes an explanation for people.
+func ExplanationText(w io.Writer, ex Explanation) {
+	fmt.Fprintf(w, "Service %s/%s: %s\n", ex.Service.Namespace, ex.Service.Name, ex.Verdict)
+	for _, f := range ex.Findings {
+		fmt.Fprintf(w, "  - %s\n", f)
+	}
+	if len(ex.Events) > 0 {
+		fmt.Fprintln(w, "Events:")
+		for _, e := range ex.Events {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+}
+
+// Run runs a command (its words after the flags) and writes its output.
+func Run(ctx context.Context, c client.Client, w io.Writer, cmd []string, o Options) error {
+	switch {
+	case len(cmd) == 1 && cmd[0] == "pools":
+		pools, err := Pools(ctx, c)
+		if err != nil {
+			return err
+		}
+		return Write(w, o.Output, pools, func(w io.Writer) { PoolsTable(w, pools) })
+	case len(cmd) == 1 && cmd[0] == "peers":
+		peers, err := Peers(ctx, c)
+		if err != nil {
+			return err
+		}
+		return Write(w, o.Output, peers, func(w io.Writer) { PeersTable(w, peers) })
+	case len(cmd) == 1 && cmd[0] == "status":
+		var st Status
+		var err error
+		if st.Pools, err = Pools(ctx, c); err != nil {
+			return err
+		}
+		if st.Peers, err = Peers(ctx, c); err != nil {
+			return err
+		}
+		if st.Services, err = Services(ctx, c, o); err != nil {
+			return err
+		}
+		return Write(w, o.Output, st, func(w io.Writer) {
+			PoolsTable(w, st.Pools)
+			fmt.Fprintln(w)
+			PeersTable(w, st.Peers)
+			fmt.Fprintln(w)
+			ServicesTable(w, st.Services)
+		})
+	case len(cmd) == 3 && cmd[0] == "explain" && (cmd[1] == "svc" || cmd[1] == "service"):
+		ns, name, ok := strings.Cut(cmd[2], "/")
+		if !ok || ns == "" || name == "" {
+			return fmt.Errorf("explain svc wants NAMESPACE/NAME, got %q", cmd[2])
+		}
+		ex, err := Explain(ctx, c, ns, name, o)
+		if err != nil {
+			return err
+		}
+		return Write(w, o.Output, ex, func(w io.Writer) { ExplanationText(w, ex) })
+	}
+	return fmt.Errorf("unknown command %q; want status, pools, peers or explain svc NAMESPACE/NAME", strings.Join(cmd, " "))
+}

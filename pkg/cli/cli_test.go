@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, func(e *testenv.Env) { env = e }) }
+
+// world writes what the managers would have written: a pool with status, a
+// peer with sessions, an announced Service and one that got no address.
+func world(t *testing.T) {
+	ctx := t.Context()
+	c := env.Client
+	pool := &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"192.0.2.0/30"}}}
+	testenv.Must(t, c.Create(ctx, pool))
+	pool.Status = v1alpha1.EIPPoolStatus{Capacity: 4, Allocated: 3, Free: 1, IPv4: &v1alpha1.FamilyUsage{Capacity: 4, Allocated: 3, Free: 1},
+		Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Ready", LastTransitionTime: metav1.Now()}}}
+	testenv.Must(t, c.Status().Update(ctx, pool))
+
+	peer := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor1"}, Spec: v1alpha1.BGPPeerSpec{PeerAddress: "192.168.100.1", PeerASN: 65000, LocalASN: 65001}}
+	testenv.Must(t, c.Create(ctx, peer))
+	peer.Status.Sessions = []v1alpha1.BGPSession{
+		{Manager: "node1", State: "Established", BFDState: "Up", PrefixesSent: 3},
+		{Manager: "node2", State: "Active", LastError: "connection refused"},
+	}
+	testenv.Must(t, c.Status().Update(ctx, peer))
+
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1"}}
+	testenv.Must(t, c.Create(ctx, node))
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	testenv.Must(t, c.Status().Update(ctx, node))
+
+	up := testenv.LoadBalancer("default", "up")
+	testenv.Must(t, c.Create(ctx, up))
+	up.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}
+	up.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionIPAllocated, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAllocated, LastTransitionTime: metav1.Now()}}
+	testenv.Must(t, c.Status().Update(ctx, up))
+	testenv.Must(t, c.Create(ctx, &v1alpha1.EIPAllocation{ObjectMeta: metav1.ObjectMeta{Name: "192.0.2.1"}, Spec: v1alpha1.EIPAllocationSpec{Address: "192.0.2.1", Pool: "web",
+		Services: []v1alpha1.ServiceReference{{Namespace: "default", Name: "up", UID: string(up.UID)}}}}))
+	testenv.Must(t, c.Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "up-1", Labels: map[string]string{discoveryv1.LabelServiceName: "up"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.1.2"}, NodeName: ptr.To("node1"), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			{Addresses: []string{"10.244.1.3"}, NodeName: ptr.To("node1"), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}}},
+	}))
+	testenv.Must(t, c.Create(ctx, &eventsv1.Event{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "up.announced"},
+		EventTime:  metav1.MicroTime{Time: time.Now()}, ReportingController: "eiplb.io/manager", ReportingInstance: "node1",
+		Action: "Announce", Reason: "Announced", Type: corev1.EventTypeNormal, Note: "Announced by node1 via 1 next hops: 192.168.100.11",
+		Regarding: corev1.ObjectReference{Kind: "Service", Namespace: "default", Name: "up", UID: up.UID},
+	}))
+
+	pending := testenv.LoadBalancer("default", "pending")
+	testenv.Must(t, c.Create(ctx, pending))
+	pending.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionIPAllocated, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonPoolExhausted,
+		Message: "IPv4 not assigned: no free IPv4 address in pool web", LastTransitionTime: metav1.Now()}}
+	testenv.Must(t, c.Status().Update(ctx, pending))
+
+	other := testenv.LoadBalancer("default", "other")
+	other.Spec.LoadBalancerClass = ptr.To("example.com/other")
+	testenv.Must(t, c.Create(ctx, other))
+}
+
+func run(t *testing.T, o Options, cmd ...string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := Run(t.Context(), env.Client, &b, cmd, o); err != nil {
+		t.Fatalf("%v: %v", cmd, err)
+	}
+	return b.String()
+}
+
+func TestCommands(t *testing.T) {
+	world(t)
+
+	t.Run("status for people", func(t *testing.T) {
+		out := run(t, Options{}, "status")
+		for _, want := range []string{
+			"web ", "75%", // pool usage
+			"tor1", "Established", "Active", "connection refused", // sessions per manager
+			"default/up", "192.0.2.1", "node1:1", "Announced by node1", // the ready endpoint only
+			"default/pending", "PoolExhausted",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "default/other") {
+			t.Errorf("status shows a Service of another class:\n%s", out)
+		}
+	})
+
+	t.Run("json and yaml", func(t *testing.T) {
+		var st Status
+		testenv.Must(t, json.Unmarshal([]byte(run(t, Options{Output: "json"}, "status")), &st))
+		if len(st.Pools) != 1 || st.Pools[0].UsedPercent != 75 || len(st.Peers) != 1 || len(st.Peers[0].Sessions) != 2 || len(st.Services) != 2 {
+			t.Fatalf("json status: %+v", st)
+		}
+		var peers []Peer
+		testenv.Must(t, yaml.Unmarshal([]byte(run(t, Options{Output: "yaml"}, "peers")), &peers))
+		if len(peers) != 1 || peers[0].Sessions[0].BFD != "Up" || peers[0].Sessions[0].PrefixesSent != 3 {
+			t.Fatalf("yaml peers: %+v", peers)
+		}
+		var b bytes.Buffer
+		if err := Run(t.Context(), env.Client, &b, []string{"pools"}, Options{Output: "xml"}); err == nil {
+			t.Fatal("-o xml accepted")
+		}
+	})
+
+	t.Run("explain", func(t *testing.T) {
+		for _, tc := range []struct{ svc, want string }{
+			{"up", "announced (last announce Event: Announced by node1"},
+			{"pending", "no address: PoolExhausted: IPv4 not assigned: no free IPv4 address in pool web"},
+			{"other", "not served: loadBalancerClass example.com/other, eiplb serves eiplb.io/bgp"},
+		} {
+			out := run(t, Options{}, "explain", "svc", "default/"+tc.svc)
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("explain %s: want %q in:\n%s", tc.svc, tc.want, out)
+			}
+		}
+		out := run(t, Options{}, "explain", "svc", "default/up")
+		for _, want := range []string{"recorded in EIPAllocation 192.0.2.1 from pool web", "1 of 1 nodes are Ready", "session from node2 is Active"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("explain up lacks %q:\n%s", want, out)
+			}
+		}
+		var ex Explanation
+		testenv.Must(t, json.Unmarshal([]byte(run(t, Options{Output: "json"}, "explain", "svc", "default/pending")), &ex))
+		if !strings.HasPrefix(ex.Verdict, "no address") {
+			t.Errorf("json verdict %q", ex.Verdict)
+		}
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		for _, cmd := range [][]string{{"explain", "svc", "nonamespace"}, {"frobnicate"}, {"explain", "svc", "default/missing"}} {
+			var b bytes.Buffer
+			if err := Run(t.Context(), env.Client, &b, cmd, Options{}); err == nil {
+				t.Errorf("%v: no error", cmd)
+			}
+		}
+	})
+}
