@@ -129,19 +129,21 @@ func toAPIPeer(p Peer) *api.Peer {
 // Counting the paths advertised to each peer walks every path through the
 // export filters: asked for at every status write (the lab's 200 ms), it
 // cost a manager a third of a core at 10,000 Services, idle. PeerStates
-// reads the session states every time, and recounts when a session's state
-// changed, when the paths it announces changed (at most every
-// CountsMinInterval), and every CountsEvery.
+// reads the session states every time and recounts at every call for
+// CountsSettle after a change (a session's state, or the paths it
+// announces: a count taken the moment a session comes up can miss the
+// table GoBGP is about to send), then only every CountsEvery.
 const (
-	CountsEvery       = 30 * time.Second
-	CountsMinInterval = time.Second
+	CountsEvery  = 30 * time.Second
+	CountsSettle = 2 * time.Second
 )
 
 type peerCounts struct {
-	at     time.Time
-	paths  int // paths in GoBGP when counted
-	sent   map[netip.Addr]uint64
-	states map[netip.Addr]string
+	at      time.Time
+	settled time.Time // recount at every call until then
+	paths   int       // paths in GoBGP when counted
+	sent    map[netip.Addr]uint64
+	states  map[netip.Addr]string
 }
 
 // PeerStates reports every session, by address.
@@ -155,16 +157,20 @@ func (s *Speaker) PeerStates(ctx context.Context) ([]PeerState, error) {
 	s.mu.Lock()
 	paths := len(s.sent)
 	s.mu.Unlock()
-	age := time.Since(s.counts.at)
-	fresh := age < CountsEvery && len(out) == len(s.counts.states) && (paths == s.counts.paths || age < CountsMinInterval)
+	now := time.Now()
+	changed := paths != s.counts.paths || len(out) != len(s.counts.states)
 	for _, st := range out {
-		fresh = fresh && s.counts.states[st.Address] == st.State
+		changed = changed || s.counts.states[st.Address] != st.State
 	}
-	if !fresh {
+	settled := s.counts.settled
+	if changed {
+		settled = now.Add(CountsSettle)
+	}
+	if changed || now.Before(settled) || now.Sub(s.counts.at) >= CountsEvery {
 		if out, err = s.peerStates(ctx, true); err != nil {
 			return nil, err
 		}
-		s.counts = peerCounts{at: time.Now(), paths: paths, sent: map[netip.Addr]uint64{}, states: map[netip.Addr]string{}}
+		s.counts = peerCounts{at: now, settled: settled, paths: paths, sent: map[netip.Addr]uint64{}, states: map[netip.Addr]string{}}
 		for _, st := range out {
 			s.counts.sent[st.Address], s.counts.states[st.Address] = st.PrefixesSent, st.State
 		}

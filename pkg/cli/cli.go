@@ -22,7 +22,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eiplb/eiplb/pkg/announce"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
 )
 
 // Pool is one EIPPool's usage.
@@ -67,6 +69,13 @@ type Service struct {
 	Reason    string `json:"reason,omitempty"`
 	// NodesWithEndpoints counts ready endpoints per node.
 	NodesWithEndpoints map[string]int `json:"nodesWithEndpoints,omitempty"`
+	// NextHops are the nodes the managers announce the Service through,
+	// computed from the same objects with the announcer's own code, each
+	// node counted once its agent has programmed the Service (which only
+	// the managers know); Announce is the announcer's reason
+	// (Announced, NoAdvertisement, NoEligibleNode, NoLocalEndpoints).
+	NextHops []string `json:"nextHops"`
+	Announce string   `json:"announce,omitempty"`
 	// LastAnnounce is the newest Announced/Withdrawn Event of a manager.
 	// Managers write them when announcing starts or stops, not on every
 	// next-hop change (that would be a storm of writes when a node goes
@@ -187,6 +196,14 @@ func service(ctx context.Context, c client.Client, s *corev1.Service, events []e
 			}
 			sv.NodesWithEndpoints[*e.NodeName]++
 		}
+	}
+	sv.NextHops = []string{}
+	if len(sv.Addresses) > 0 {
+		res, err := announcectrl.Desired(ctx, c, s, nil)
+		if err != nil {
+			return sv, err
+		}
+		sv.NextHops, sv.Announce = append(sv.NextHops, res.NextHops...), res.Reason
 	}
 	var newest *eventsv1.Event
 	for i := range events {
@@ -314,19 +331,28 @@ func Explain(ctx context.Context, c client.Client, ns, name string, o Options) (
 		}
 	}
 	find("%d BGP sessions established over %d peers", established, len(peers))
+	if len(sv.NextHops) > 0 {
+		find("next hops: %s (each once its agent has programmed the Service)", strings.Join(sv.NextHops, ", "))
+	}
 	switch {
+	case sv.Announce == announce.ReasonNoAdvertisement:
+		ex.Verdict = "has an address but is not announced: no BGPAdvertisement selects its pool"
 	case established == 0:
 		ex.Verdict = "has an address but is not announced: no BGP session is established (kubectl eiplb peers)"
 	case local && len(sv.NodesWithEndpoints) == 0:
 		ex.Verdict = "has an address but is not announced: Local policy and no ready endpoint on any node"
 	case len(ready) == 0:
 		ex.Verdict = "has an address but is not announced: no node is Ready and schedulable"
+	case sv.Announce == announce.ReasonNoEligibleNode:
+		ex.Verdict = "has an address but is not announced: no node may be a next hop (Ready, schedulable, not excluded, with an address of the family, selected by the advertisement)"
+	case sv.Announce == announce.ReasonNoLocalEndpoints:
+		ex.Verdict = "has an address but is not announced: Local policy and no ready endpoint on any node"
 	case strings.HasPrefix(sv.LastAnnounce, "Withdrawn"):
 		ex.Verdict = "withdrawn: " + sv.LastAnnounce
 	case sv.LastAnnounce != "":
-		ex.Verdict = "announced (last announce Event: " + sv.LastAnnounce + "); a node is a next hop only once its agent has programmed the Service"
+		ex.Verdict = "announced via " + strings.Join(sv.NextHops, ", ") + " (last announce Event: " + sv.LastAnnounce + ")"
 	default:
-		ex.Verdict = "has an address; no announce Event yet (a manager reports when it starts announcing)"
+		ex.Verdict = "has an address and next hops " + strings.Join(sv.NextHops, ", ") + ", but no announce Event yet: no node's agent has programmed it, or no manager runs (kubectl -n eiplb-system get pods)"
 	}
 	return ex, nil
 }
@@ -387,7 +413,7 @@ func PeersTable(w io.Writer, peers []Peer) {
 // ServicesTable writes Services for people.
 func ServicesTable(w io.Writer, svcs []Service) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tADDRESSES\tALLOCATED\tNODES WITH ENDPOINTS\tLAST ANNOUNCE EVENT")
+	fmt.Fprintln(tw, "SERVICE\tADDRESSES\tALLOCATED\tNEXT HOPS\tNODES WITH ENDPOINTS\tLAST ANNOUNCE EVENT")
 	for _, s := range svcs {
 		var nodes []string
 		for n, k := range s.NodesWithEndpoints {
@@ -398,7 +424,11 @@ func ServicesTable(w io.Writer, svcs []Service) {
 		if s.Allocated != "True" && s.Reason != "" {
 			alloc += " (" + s.Reason + ")"
 		}
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\n", s.Namespace, s.Name, orText(strings.Join(s.Addresses, ","), "-"), alloc, orText(strings.Join(nodes, " "), "-"), s.LastAnnounce)
+		hops := strings.Join(s.NextHops, ",")
+		if hops == "" {
+			hops = orText(s.Announce, "-")
+		}
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%s\n", s.Namespace, s.Name, orText(strings.Join(s.Addresses, ","), "-"), alloc, hops, orText(strings.Join(nodes, " "), "-"), s.LastAnnounce)
 	}
 	tw.Flush()
 }

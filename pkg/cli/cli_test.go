@@ -44,7 +44,9 @@ func world(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1"}}
 	testenv.Must(t, c.Create(ctx, node))
 	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.100.11"}}
 	testenv.Must(t, c.Status().Update(ctx, node))
+	testenv.Must(t, c.Create(ctx, &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}}))
 
 	up := testenv.LoadBalancer("default", "up")
 	testenv.Must(t, c.Create(ctx, up))
@@ -112,6 +114,12 @@ func TestCommands(t *testing.T) {
 		if len(st.Pools) != 1 || st.Pools[0].UsedPercent != 75 || len(st.Peers) != 1 || len(st.Peers[0].Sessions) != 2 || len(st.Services) != 2 {
 			t.Fatalf("json status: %+v", st)
 		}
+		for _, sv := range st.Services {
+			want := map[string]string{"up": "node1", "pending": ""}[sv.Name]
+			if strings.Join(sv.NextHops, ",") != want {
+				t.Errorf("%s: next hops %v, want %q (%s)", sv.Name, sv.NextHops, want, sv.Announce)
+			}
+		}
 		var peers []Peer
 		testenv.Must(t, yaml.Unmarshal([]byte(run(t, Options{Output: "yaml"}, "peers")), &peers))
 		if len(peers) != 1 || peers[0].Sessions[0].BFD != "Up" || peers[0].Sessions[0].PrefixesSent != 3 {
@@ -125,7 +133,7 @@ func TestCommands(t *testing.T) {
 
 	t.Run("explain", func(t *testing.T) {
 		for _, tc := range []struct{ svc, want string }{
-			{"up", "announced (last announce Event: Announced by node1"},
+			{"up", "announced via node1 (last announce Event: Announced by node1"},
 			{"pending", "no address: PoolExhausted: IPv4 not assigned: no free IPv4 address in pool web"},
 			{"other", "not served: loadBalancerClass example.com/other, eiplb serves eiplb.io/bgp"},
 		} {
@@ -145,6 +153,16 @@ func TestCommands(t *testing.T) {
 		if !strings.HasPrefix(ex.Verdict, "no address") {
 			t.Errorf("json verdict %q", ex.Verdict)
 		}
+	})
+
+	t.Run("explain without an advertisement", func(t *testing.T) {
+		adv := &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}}
+		testenv.Must(t, env.Client.Delete(t.Context(), adv))
+		out := run(t, Options{}, "explain", "svc", "default/up")
+		if !strings.Contains(out, "not announced: no BGPAdvertisement selects its pool") {
+			t.Errorf("explain without an advertisement:\n%s", out)
+		}
+		testenv.Must(t, env.Client.Create(t.Context(), &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}}))
 	})
 
 	t.Run("bad input", func(t *testing.T) {

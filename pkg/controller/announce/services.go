@@ -60,19 +60,10 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	var res announce.Result
 	if svc != nil && r.opts.serves(svc) && svc.DeletionTimestamp == nil {
-		in, err := r.gather(ctx, svc)
-		if err != nil {
+		var err error
+		if res, err = Desired(ctx, r.client, svc, r.opts.Eligible); err != nil {
 			return ctrl.Result{}, err
 		}
-		nodes, err := r.nodes(ctx)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		advs, err := r.advertisements(ctx)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		res = announce.Desired(in, nodes, advs, r.opts.Eligible)
 	}
 	if err := r.speaker.SetPaths(key, res.Paths); err != nil {
 		return ctrl.Result{}, err
@@ -82,8 +73,27 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	return ctrl.Result{}, nil
 }
 
+// Desired is what the announcer announces for a served Service, read with
+// c: its paths and next hops, among the nodes eligible says may be next
+// hops (nil: every node the objects allow, as kubectl-eiplb shows them).
+func Desired(ctx context.Context, c client.Reader, svc *corev1.Service, eligible announce.Eligible) (announce.Result, error) {
+	in, err := gather(ctx, c, svc)
+	if err != nil {
+		return announce.Result{}, err
+	}
+	nodes, err := nodeViews(ctx, c)
+	if err != nil {
+		return announce.Result{}, err
+	}
+	advs, err := advertisements(ctx, c)
+	if err != nil {
+		return announce.Result{}, err
+	}
+	return announce.Desired(in, nodes, advs, eligible), nil
+}
+
 // gather builds the announcer's view of a Service.
-func (r *ServiceReconciler) gather(ctx context.Context, svc *corev1.Service) (announce.Service, error) {
+func gather(ctx context.Context, c client.Reader, svc *corev1.Service) (announce.Service, error) {
 	out := announce.Service{
 		Key:   types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}.String(),
 		Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
@@ -95,12 +105,12 @@ func (r *ServiceReconciler) gather(ctx context.Context, svc *corev1.Service) (an
 		}
 		out.Addrs = append(out.Addrs, a)
 		if out.PoolLabels == nil {
-			out.PoolLabels = r.poolLabels(ctx, a)
+			out.PoolLabels = poolLabels(ctx, c, a)
 		}
 	}
 	if out.Local {
 		var slices discoveryv1.EndpointSliceList
-		if err := r.client.List(ctx, &slices, client.InNamespace(svc.Namespace),
+		if err := c.List(ctx, &slices, client.InNamespace(svc.Namespace),
 			client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
 			return out, err
 		}
@@ -130,13 +140,13 @@ func (r *ServiceReconciler) gather(ctx context.Context, svc *corev1.Service) (an
 // poolLabels finds the labels of the pool an address came from, through its
 // allocation record; nil (matching only selector-less advertisements) when
 // unknown.
-func (r *ServiceReconciler) poolLabels(ctx context.Context, a netip.Addr) map[string]string {
+func poolLabels(ctx context.Context, c client.Reader, a netip.Addr) map[string]string {
 	rec := &v1alpha1.EIPAllocation{}
-	if err := r.client.Get(ctx, client.ObjectKey{Name: ipam.AllocationName(a)}, rec); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Name: ipam.AllocationName(a)}, rec); err != nil {
 		return map[string]string{}
 	}
 	pool := &v1alpha1.EIPPool{}
-	if err := r.client.Get(ctx, client.ObjectKey{Name: rec.Spec.Pool}, pool); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Name: rec.Spec.Pool}, pool); err != nil {
 		return map[string]string{}
 	}
 	if pool.Labels == nil {
@@ -145,9 +155,9 @@ func (r *ServiceReconciler) poolLabels(ctx context.Context, a netip.Addr) map[st
 	return pool.Labels
 }
 
-func (r *ServiceReconciler) nodes(ctx context.Context) ([]announce.Node, error) {
+func nodeViews(ctx context.Context, c client.Reader) ([]announce.Node, error) {
 	var list corev1.NodeList
-	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+	if err := c.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	out := make([]announce.Node, 0, len(list.Items))
@@ -177,13 +187,13 @@ func nodeView(n *corev1.Node) announce.Node {
 	return v
 }
 
-func (r *ServiceReconciler) advertisements(ctx context.Context) ([]announce.Advertisement, error) {
+func advertisements(ctx context.Context, c client.Reader) ([]announce.Advertisement, error) {
 	var list v1alpha1.BGPAdvertisementList
-	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+	if err := c.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	var peers v1alpha1.BGPPeerList
-	if err := r.client.List(ctx, &peers, client.UnsafeDisableDeepCopy); err != nil {
+	if err := c.List(ctx, &peers, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	out := make([]announce.Advertisement, 0, len(list.Items))

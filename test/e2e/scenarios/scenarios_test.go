@@ -364,10 +364,25 @@ func TestScenarios(t *testing.T) {
 				t.Errorf("status lacks %q", want)
 			}
 		}
+		// Each session reports the paths it sent: 2 Services × 3 nodes.
+		testenv.Eventually(t, 5*time.Second, func() string {
+			peers, err := cli.Peers(t.Context(), api.Client)
+			if err != nil {
+				return err.Error()
+			}
+			for _, p := range peers {
+				for _, s := range p.Sessions {
+					if s.PrefixesSent < 6 {
+						return fmt.Sprintf("%s: %+v", p.Name, p.Sessions)
+					}
+				}
+			}
+			return ""
+		})
 		b.Reset()
 		testenv.Must(t, cli.Run(t.Context(), api.Client, &b, []string{"explain", "svc", ns + "/web"}, cli.Options{}))
 		t.Logf("kubectl eiplb explain svc %s/web:\n%s", ns, b.String())
-		if !strings.Contains(b.String(), ": announced") || !strings.Contains(b.String(), "from pool default") {
+		if !strings.Contains(b.String(), ": announced via node1, node2, node3") || !strings.Contains(b.String(), "from pool default") {
 			t.Errorf("explain of an announced Service:\n%s", b.String())
 		}
 		b.Reset()
