@@ -31,6 +31,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/eiplb/eiplb/pkg/cli"
 	"github.com/eiplb/eiplb/test/e2e/cluster"
 	"github.com/eiplb/eiplb/test/netlab"
 )
@@ -109,7 +110,7 @@ func run(ctx context.Context, p *netlab.Program, dir, kubectl string, keep bool)
 
 	step("Building the lab: router (FRR), 3 nodes with 2 pods each, a client")
 	l := cluster.NewLab(p, api, cluster.LabOptions{})
-	step("Applying config/samples (pools, BGP peer with MD5/BFD/graceful restart); starting 2 managers and 3 agents")
+	step("Installing deploy/eiplb.yaml; applying config/samples (pools, BGP peer with MD5/BFD/graceful restart); starting 2 managers and 3 agents as the manifest's ServiceAccounts")
 	l.Up()
 	step("Applying config/samples/service.yaml; the lab plays the endpoint controller (pods on every node)")
 	api.Apply(p, filepath.Join(cluster.Root(), "config", "samples", "service.yaml"))
@@ -136,7 +137,7 @@ func run(ctx context.Context, p *netlab.Program, dir, kubectl string, keep bool)
 	for _, args := range [][]string{
 		{"get", "eippools"},
 		{"get", "bgppeers", "-o", "wide"},
-		{"get", "services", "-A"},
+		{"get", "services", "-n", "default"},
 	} {
 		step("kubectl " + strings.Join(args, " "))
 		cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
@@ -144,6 +145,11 @@ func run(ctx context.Context, p *netlab.Program, dir, kubectl string, keep bool)
 		if err := cmd.Run(); err != nil {
 			p.Fatalf("kubectl: %v", err)
 		}
+	}
+
+	step("kubectl eiplb status (the plugin, bin/kubectl-eiplb)")
+	if err := cli.Run(ctx, api.Client, os.Stdout, []string{"status"}, cli.Options{}); err != nil {
+		p.Fatalf("kubectl eiplb: %v", err)
 	}
 
 	step("12 requests from the client namespace to http://" + ip + "/ (each a new connection; answer: pod, address it saw)")
