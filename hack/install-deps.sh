@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab, the demo and the privileged tests
-# need (FRR and BIRD 2 as routers, iproute2, nftables, make, git, python3),
-# only when one is missing. The packages' own daemons are kept from
-# starting on the host: the lab starts its routers inside network
-# namespaces. Needs root when something is missing.
+# need, only when one is missing: FRR and BIRD 2 as routers, iproute2,
+# nftables, procps (sysctl, ps, pgrep), ca-certificates (the Go module
+# proxy), curl (trying the lab), make, git, python3. The packages' own
+# daemons are kept from starting on the host: the lab starts its routers
+# inside network namespaces. Needs root when something is missing.
 #
 #   sudo hack/install-deps.sh
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(make git python3 iproute2 nftables frr bird2)
+APT_PACKAGES=(ca-certificates curl make git python3 procps iproute2 nftables frr bird2)
 
 pkg_installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
@@ -17,7 +18,7 @@ pkg_installed() {
 
 packages_present() {
   local b p
-  for b in make git python3 ip nft bird birdc vtysh; do
+  for b in curl make git python3 sysctl pgrep ps ip ss nft bird birdc vtysh; do
     command -v "$b" >/dev/null 2>&1 || return 1
   done
   [ -x /usr/lib/frr/bgpd ] && [ -x /usr/lib/frr/zebra ] || return 1
