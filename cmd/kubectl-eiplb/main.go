@@ -16,9 +16,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/eiplb/eiplb/pkg/cli"
 	"github.com/eiplb/eiplb/pkg/manager"
@@ -34,6 +35,7 @@ func main() {
 func run(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("kubectl-eiplb", flag.ContinueOnError)
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the API server")
 	var o cli.Options
 	fs.StringVar(&o.Output, "o", "", "output format: json or yaml (default: for people)")
 	fs.StringVar(&o.Class, "class", "", "loadBalancerClass eiplb serves (default eiplb.io/bgp)")
@@ -67,9 +69,24 @@ func run(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	// An informer cache as the reader: each kind is listed once, however
+	// many Services `status` looks at (it reads each Service's slices,
+	// nodes, advertisements and records), instead of a request per read.
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
 	if err != nil {
 		return err
 	}
-	return cli.Run(context.Background(), c, w, pos, o)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) { // returns once started; each kind syncs on first read
+		return fmt.Errorf("the API server did not answer within --timeout %s", *timeout)
+	}
+	if err := cli.Run(ctx, c, w, pos, o); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (no answer from the API server within --timeout %s)", err, *timeout)
+		}
+		return err
+	}
+	return nil
 }

@@ -99,7 +99,7 @@ type Options struct {
 }
 
 // Pools reads the pools' usage.
-func Pools(ctx context.Context, c client.Client) ([]Pool, error) {
+func Pools(ctx context.Context, c client.Reader) ([]Pool, error) {
 	var list v1alpha1.EIPPoolList
 	if err := c.List(ctx, &list); err != nil {
 		return nil, err
@@ -118,11 +118,12 @@ func Pools(ctx context.Context, c client.Client) ([]Pool, error) {
 		}
 		out = append(out, pl)
 	}
+	slices.SortFunc(out, func(a, b Pool) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
 // Peers reads the peers and their sessions.
-func Peers(ctx context.Context, c client.Client) ([]Peer, error) {
+func Peers(ctx context.Context, c client.Reader) ([]Peer, error) {
 	var list v1alpha1.BGPPeerList
 	if err := c.List(ctx, &list); err != nil {
 		return nil, err
@@ -135,12 +136,13 @@ func Peers(ctx context.Context, c client.Client) ([]Peer, error) {
 		}
 		out = append(out, pr)
 	}
+	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
 // Services reads the Services eiplb serves, with their endpoints per node
 // and the newest announce Event.
-func Services(ctx context.Context, c client.Client, o Options) ([]Service, error) {
+func Services(ctx context.Context, c client.Reader, o Options) ([]Service, error) {
 	var list corev1.ServiceList
 	if err := c.List(ctx, &list); err != nil {
 		return nil, err
@@ -161,6 +163,9 @@ func Services(ctx context.Context, c client.Client, o Options) ([]Service, error
 		}
 		out = append(out, sv)
 	}
+	slices.SortFunc(out, func(a, b Service) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
 	return out, nil
 }
 
@@ -171,7 +176,7 @@ func classOr(c string) string {
 	return c
 }
 
-func service(ctx context.Context, c client.Client, s *corev1.Service, events []eventsv1.Event) (Service, error) {
+func service(ctx context.Context, c client.Reader, s *corev1.Service, events []eventsv1.Event) (Service, error) {
 	sv := Service{Namespace: s.Namespace, Name: s.Name, Addresses: []string{}, Allocated: "Unknown"}
 	for _, in := range s.Status.LoadBalancer.Ingress {
 		sv.Addresses = append(sv.Addresses, in.IP)
@@ -242,7 +247,7 @@ type Explanation struct {
 
 // Explain looks at one Service and everything its address and routes
 // depend on.
-func Explain(ctx context.Context, c client.Client, ns, name string, o Options) (Explanation, error) {
+func Explain(ctx context.Context, c client.Reader, ns, name string, o Options) (Explanation, error) {
 	var s corev1.Service
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
 		return Explanation{}, err
@@ -306,6 +311,7 @@ func Explain(ctx context.Context, c client.Client, ns, name string, o Options) (
 			ready = append(ready, n.Name)
 		}
 	}
+	slices.Sort(ready)
 	find("%d of %d nodes are Ready and schedulable (possible next hops): %s", len(ready), len(nodes.Items), strings.Join(ready, ", "))
 	local := s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	if local {
@@ -448,7 +454,7 @@ func ExplanationText(w io.Writer, ex Explanation) {
 }
 
 // Run runs a command (its words after the flags) and writes its output.
-func Run(ctx context.Context, c client.Client, w io.Writer, cmd []string, o Options) error {
+func Run(ctx context.Context, c client.Reader, w io.Writer, cmd []string, o Options) error {
 	switch {
 	case len(cmd) == 1 && cmd[0] == "pools":
 		pools, err := Pools(ctx, c)

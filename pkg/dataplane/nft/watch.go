@@ -17,13 +17,9 @@ func Watch(ctx context.Context, opts Options, changed func()) error {
 	if opts.Table == "" {
 		opts.Table = DefaultTable
 	}
-	var copts []nftables.ConnOption
-	if opts.NetNS != 0 {
-		copts = append(copts, nftables.WithNetNSFd(opts.NetNS))
-	}
-	conn, err := nftables.New(copts...)
+	conn, err := opts.conn()
 	if err != nil {
-		return fmt.Errorf("nft: netlink: %w", err)
+		return err
 	}
 	// Every event, filtered here: v0.3.0 maps MonitorActionDel alone to no
 	// event at all (seen on these machines).

@@ -43,6 +43,18 @@ type Options struct {
 	NetNS int
 }
 
+// conn opens a netlink connection to nftables in the options' namespace.
+func (o Options) conn(extra ...nftables.ConnOption) (*nftables.Conn, error) {
+	if o.NetNS != 0 {
+		extra = append(extra, nftables.WithNetNSFd(o.NetNS))
+	}
+	c, err := nftables.New(extra...)
+	if err != nil {
+		return nil, fmt.Errorf("nft: netlink: %w", err)
+	}
+	return c, nil
+}
+
 func (o Options) withDefaults() (Options, error) {
 	if o.Table == "" {
 		o.Table = DefaultTable
@@ -93,16 +105,10 @@ const minBuf = 4 << 20
 
 func (w *Writer) dial() error {
 	var nl *netlink.Conn
-	opts := []nftables.ConnOption{
-		nftables.AsLasting(),
-		nftables.WithSockOptions(func(c *netlink.Conn) error { nl = c; return nil }),
-	}
-	if w.opts.NetNS != 0 {
-		opts = append(opts, nftables.WithNetNSFd(w.opts.NetNS))
-	}
-	conn, err := nftables.New(opts...)
+	conn, err := w.opts.conn(nftables.AsLasting(),
+		nftables.WithSockOptions(func(c *netlink.Conn) error { nl = c; return nil }))
 	if err != nil {
-		return fmt.Errorf("nft: netlink: %w", err)
+		return err
 	}
 	if nl == nil {
 		_ = conn.CloseLasting()
@@ -216,13 +222,9 @@ func Cleanup(opts Options) error {
 	if opts.Table == "" {
 		opts.Table = DefaultTable
 	}
-	var copts []nftables.ConnOption
-	if opts.NetNS != 0 {
-		copts = append(copts, nftables.WithNetNSFd(opts.NetNS))
-	}
-	conn, err := nftables.New(copts...)
+	conn, err := opts.conn()
 	if err != nil {
-		return fmt.Errorf("nft: netlink: %w", err)
+		return err
 	}
 	conn.DelTable(&nftables.Table{Name: opts.Table, Family: nftables.TableFamilyINet})
 	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
