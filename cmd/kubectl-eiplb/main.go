@@ -2,9 +2,10 @@
 // `kubectl eiplb ...`) that shows what eiplb is doing, from the API server
 // only:
 //
-//	kubectl eiplb status               pools, peers and sessions, Services
+//	kubectl eiplb status               pools, peers and sessions, nodes, Services
 //	kubectl eiplb pools                pool usage
 //	kubectl eiplb peers                BGP sessions per manager replica
+//	kubectl eiplb nodes                each node's agent per manager replica, programmed Services
 //	kubectl eiplb explain svc NS/NAME  why a Service has no address or is not announced
 //
 // -o json|yaml prints the same for scripts.
@@ -41,7 +42,7 @@ func run(args []string, w io.Writer) error {
 	fs.StringVar(&o.Class, "class", "", "loadBalancerClass eiplb serves (default eiplb.io/bgp)")
 	fs.BoolVar(&o.NoClass, "serve-services-without-class", false, "eiplb also serves Services without a class")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: kubectl eiplb [flags] status | pools | peers | explain svc NAMESPACE/NAME")
+		fmt.Fprintln(fs.Output(), "usage: kubectl eiplb [flags] status | pools | peers | nodes | explain svc NAMESPACE/NAME")
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after the command.

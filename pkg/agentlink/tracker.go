@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +87,8 @@ type Tracker struct {
 	settled chan struct{}
 	pending map[string]bool // nodes whose first attempt has not concluded
 	first   bool            // SetNodes was called
+	// version counts changes of what Status and Unprogrammed report.
+	version atomic.Uint64
 }
 
 type nodeState struct {
@@ -196,6 +200,7 @@ func (t *Tracker) SetNodes(addrs map[string]netip.Addr) {
 			t.settleLocked()
 		}
 	}
+	t.version.Add(1)
 	t.mu.Unlock()
 	for _, name := range changed {
 		t.opts.OnChange(name, nil)
@@ -234,6 +239,32 @@ func (t *Tracker) Status() []NodeStatus {
 		out = append(out, NodeStatus{Node: n.name, Addr: n.addr, Phase: n.phase, Since: n.since, Boot: n.boot, Programmed: len(n.programmed)})
 	}
 	return out
+}
+
+// Version changes whenever what Status or Unprogrammed report may have
+// changed, so a reader can skip recomputing when it has not.
+func (t *Tracker) Version() uint64 { return t.version.Load() }
+
+// Unprogrammed counts the Services of want (key → addresses) whose
+// addresses node's agent has not all programmed, and names the first limit
+// of them in sorted order. A node whose agent is not up has programmed
+// nothing.
+func (t *Tracker) Unprogrammed(node string, want map[string][]netip.Addr, limit int) (int, []string) {
+	t.mu.Lock()
+	var missing []string
+	n := t.nodes[node]
+	for k, addrs := range want {
+		if n == nil || n.programmed == nil {
+			missing = append(missing, k)
+			continue
+		}
+		if p, ok := n.programmed[k]; !ok || !p.Covers(addrs) {
+			missing = append(missing, k)
+		}
+	}
+	t.mu.Unlock()
+	slices.Sort(missing)
+	return len(missing), missing[:min(limit, len(missing))]
 }
 
 // run keeps one node's connection.
@@ -303,6 +334,7 @@ func (t *Tracker) lost(ctx context.Context, n *nodeState, err error) {
 		n.since = now
 		t.opts.Log.Info("Agent link changed", "node", n.name, "from", before, "to", n.phase, "error", errString(err))
 	}
+	t.version.Add(1)
 	after := n.phase
 	t.mu.Unlock()
 	if eligibleBefore && after != PhaseAgentDown && after != PhaseUp {
@@ -324,6 +356,7 @@ func (t *Tracker) graceOver(n *nodeState, since time.Time) {
 		return
 	}
 	n.phase, n.programmed, n.since = PhaseGone, nil, time.Now()
+	t.version.Add(1)
 	t.opts.Log.Info("Agent gone for longer than the grace period: withdrawing the node", "node", n.name, "grace", t.opts.Grace.String())
 	t.mu.Unlock()
 	t.opts.OnChange(n.name, nil)
@@ -402,6 +435,7 @@ func (t *Tracker) apply(ctx context.Context, n *nodeState, m *agentMsg) ([]strin
 		t.opts.Log.Info("Agent link changed", "node", n.name, "from", before, "to", phase, "boot", n.boot)
 	}
 	if m.Full || phase != before {
+		t.version.Add(1)
 		return nil, true
 	}
 	var keys []string
@@ -412,6 +446,9 @@ func (t *Tracker) apply(ctx context.Context, n *nodeState, m *agentMsg) ([]strin
 	for _, k := range m.Del {
 		delete(n.programmed, k)
 		keys = append(keys, k)
+	}
+	if len(keys) > 0 {
+		t.version.Add(1)
 	}
 	return keys, len(keys) > 0
 }

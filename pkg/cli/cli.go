@@ -8,11 +8,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -76,6 +79,13 @@ type Service struct {
 	// (Announced, NoAdvertisement, NoEligibleNode, NoLocalEndpoints).
 	NextHops []string `json:"nextHops"`
 	Announce string   `json:"announce,omitempty"`
+	// Programmed tells, for each node the objects allow as a next hop,
+	// whether its agent has programmed the Service, as the managers report
+	// it in EIPNode status: "yes"; "no" (not yet: not a next hop); "agent
+	// <phase>" (no manager sees the agent up: not a next hop); "unknown" (no
+	// manager reported the node, or its list of unprogrammed Services is
+	// truncated). Empty when no manager reports EIPNodes.
+	Programmed map[string]string `json:"programmed,omitempty"`
 	// LastAnnounce is the newest Announced/Withdrawn Event of a manager.
 	// Managers write them when announcing starts or stops, not on every
 	// next-hop change (that would be a storm of writes when a node goes
@@ -87,7 +97,109 @@ type Service struct {
 type Status struct {
 	Pools    []Pool    `json:"pools"`
 	Peers    []Peer    `json:"peers"`
+	Nodes    []Node    `json:"nodes"`
 	Services []Service `json:"services"`
+}
+
+// Node is one node's agent as each manager replica sees it (EIPNode).
+type Node struct {
+	Name   string      `json:"name"`
+	Agents []NodeAgent `json:"agents"`
+}
+
+// NodeAgent is one manager replica's view of a node's agent.
+type NodeAgent struct {
+	Manager      string `json:"manager"`
+	Phase        string `json:"phase"`
+	Since        string `json:"since,omitempty"`
+	Programmed   int32  `json:"programmed"`
+	Unprogrammed int32  `json:"unprogrammed"`
+	// UnprogrammedServices names the first 50 of them.
+	UnprogrammedServices []string `json:"unprogrammedServices,omitempty"`
+	UpdatedAt            string   `json:"updatedAt,omitempty"`
+}
+
+// Nodes reads every Node with its EIPNode reports; a Node no manager has
+// reported has no agents.
+func Nodes(ctx context.Context, c client.Reader) ([]Node, error) {
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		return nil, err
+	}
+	reports, err := eipNodes(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	out := []Node{}
+	for _, n := range nodes.Items {
+		nd := Node{Name: n.Name, Agents: []NodeAgent{}}
+		for _, a := range reports[n.Name] {
+			nd.Agents = append(nd.Agents, NodeAgent{Manager: a.Manager, Phase: a.Phase, Since: timeText(a.Since),
+				Programmed: a.Programmed, Unprogrammed: a.Unprogrammed, UnprogrammedServices: a.UnprogrammedServices, UpdatedAt: timeText(a.UpdatedAt)})
+		}
+		out = append(out, nd)
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func timeText(t *metav1.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// eipNodes maps node name → the managers' reports of its agent; nil when
+// there is none (managers of an older version, or run without the agent
+// link): the next hops are then computed without the agents' say.
+func eipNodes(ctx context.Context, c client.Reader) (map[string][]v1alpha1.EIPNodeAgent, error) {
+	var list v1alpha1.EIPNodeList
+	if err := c.List(ctx, &list); err != nil {
+		if apimeta.IsNoMatchError(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	out := make(map[string][]v1alpha1.EIPNodeAgent, len(list.Items))
+	for _, n := range list.Items {
+		if len(n.Status.Agents) > 0 {
+			out[n.Name] = n.Status.Agents
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// programmedBy says whether node has programmed the Service key according
+// to the managers' reports, and whether that makes it a next hop: the
+// announcer of a replica uses the node once its agent is Up (or AgentDown
+// within the grace period) and has programmed the Service; the router gets
+// the union of the replicas' paths.
+func programmedBy(reports []v1alpha1.EIPNodeAgent, key string) (state string, eligible bool) {
+	if len(reports) == 0 {
+		return "unknown", false
+	}
+	state = "agent " + reports[0].Phase
+	for _, a := range reports {
+		if a.Phase != v1alpha1.AgentPhaseUp && a.Phase != v1alpha1.AgentPhaseAgentDown {
+			continue
+		}
+		switch {
+		case slices.Contains(a.UnprogrammedServices, key):
+			if state != "unknown" {
+				state = "no"
+			}
+		case int(a.Unprogrammed) > len(a.UnprogrammedServices):
+			// Not listed, but the list is truncated.
+			state = "unknown"
+		default:
+			return "yes", true
+		}
+	}
+	return state, state == "unknown"
 }
 
 // Options of a command.
@@ -151,13 +263,17 @@ func Services(ctx context.Context, c client.Reader, o Options) ([]Service, error
 	if err := c.List(ctx, &events); err != nil {
 		return nil, err
 	}
+	reports, err := eipNodes(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	out := []Service{}
 	for i := range list.Items {
 		s := &list.Items[i]
 		if !v1alpha1.Serves(s, classOr(o.Class), o.NoClass) {
 			continue
 		}
-		sv, err := service(ctx, c, s, events.Items)
+		sv, err := service(ctx, c, s, events.Items, reports)
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +292,7 @@ func classOr(c string) string {
 	return c
 }
 
-func service(ctx context.Context, c client.Reader, s *corev1.Service, events []eventsv1.Event) (Service, error) {
+func service(ctx context.Context, c client.Reader, s *corev1.Service, events []eventsv1.Event, reports map[string][]v1alpha1.EIPNodeAgent) (Service, error) {
 	sv := Service{Namespace: s.Namespace, Name: s.Name, Addresses: []string{}, Allocated: "Unknown"}
 	for _, in := range s.Status.LoadBalancer.Ingress {
 		sv.Addresses = append(sv.Addresses, in.IP)
@@ -204,9 +320,23 @@ func service(ctx context.Context, c client.Reader, s *corev1.Service, events []e
 	}
 	sv.NextHops = []string{}
 	if len(sv.Addresses) > 0 {
+		// The nodes the objects allow, then among them those the
+		// managers report programmed: the announcer's own code, twice.
 		res, err := announcectrl.Desired(ctx, c, s, nil)
 		if err != nil {
 			return sv, err
+		}
+		if reports != nil && len(res.NextHops) > 0 {
+			sv.Programmed = map[string]string{}
+			for _, n := range res.NextHops {
+				sv.Programmed[n], _ = programmedBy(reports[n], s.Namespace+"/"+s.Name)
+			}
+			if res, err = announcectrl.Desired(ctx, c, s, func(node string, svc announce.Service) bool {
+				_, ok := programmedBy(reports[node], svc.Key)
+				return ok
+			}); err != nil {
+				return sv, err
+			}
 		}
 		sv.NextHops, sv.Announce = append(sv.NextHops, res.NextHops...), res.Reason
 	}
@@ -256,7 +386,11 @@ func Explain(ctx context.Context, c client.Reader, ns, name string, o Options) (
 	if err := c.List(ctx, &events); err != nil {
 		return Explanation{}, err
 	}
-	sv, err := service(ctx, c, &s, events.Items)
+	reports, err := eipNodes(ctx, c)
+	if err != nil {
+		return Explanation{}, err
+	}
+	sv, err := service(ctx, c, &s, events.Items, reports)
 	if err != nil {
 		return Explanation{}, err
 	}
@@ -337,6 +471,15 @@ func Explain(ctx context.Context, c client.Reader, ns, name string, o Options) (
 		}
 	}
 	find("%d BGP sessions established over %d peers", established, len(peers))
+	var unprogrammed []string
+	for _, n := range slices.Sorted(maps.Keys(sv.Programmed)) {
+		if st := sv.Programmed[n]; st != "yes" {
+			unprogrammed = append(unprogrammed, n+" ("+st+")")
+		}
+	}
+	if len(unprogrammed) > 0 {
+		find("not next hops until their agent has programmed the Service: %s (kubectl eiplb nodes)", strings.Join(unprogrammed, ", "))
+	}
 	if len(sv.NextHops) > 0 {
 		find("next hops: %s (each once its agent has programmed the Service)", strings.Join(sv.NextHops, ", "))
 	}
@@ -349,6 +492,8 @@ func Explain(ctx context.Context, c client.Reader, ns, name string, o Options) (
 		ex.Verdict = "has an address but is not announced: Local policy and no ready endpoint on any node"
 	case len(ready) == 0:
 		ex.Verdict = "has an address but is not announced: no node is Ready and schedulable"
+	case len(sv.Programmed) > 0 && len(sv.NextHops) == 0:
+		ex.Verdict = "has an address but is not announced: no node's agent has programmed it yet: " + strings.Join(unprogrammed, ", ")
 	case sv.Announce == announce.ReasonNoEligibleNode:
 		ex.Verdict = "has an address but is not announced: no node may be a next hop (Ready, schedulable, not excluded, with an address of the family, selected by the advertisement)"
 	case sv.Announce == announce.ReasonNoLocalEndpoints:
@@ -419,7 +564,7 @@ func PeersTable(w io.Writer, peers []Peer) {
 // ServicesTable writes Services for people.
 func ServicesTable(w io.Writer, svcs []Service) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tADDRESSES\tALLOCATED\tNEXT HOPS\tNODES WITH ENDPOINTS\tLAST ANNOUNCE EVENT")
+	fmt.Fprintln(tw, "SERVICE\tADDRESSES\tALLOCATED\tNEXT HOPS\tPROGRAMMED\tNODES WITH ENDPOINTS\tLAST ANNOUNCE EVENT")
 	for _, s := range svcs {
 		var nodes []string
 		for n, k := range s.NodesWithEndpoints {
@@ -434,7 +579,52 @@ func ServicesTable(w io.Writer, svcs []Service) {
 		if hops == "" {
 			hops = orText(s.Announce, "-")
 		}
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%s\n", s.Namespace, s.Name, orText(strings.Join(s.Addresses, ","), "-"), alloc, hops, orText(strings.Join(nodes, " "), "-"), s.LastAnnounce)
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Namespace, s.Name, orText(strings.Join(s.Addresses, ","), "-"), alloc, hops,
+			programmedText(s.Programmed), orText(strings.Join(nodes, " "), "-"), s.LastAnnounce)
+	}
+	tw.Flush()
+}
+
+// programmedText is "3/3", or "2/3 (node3: no)" naming the nodes that have
+// not programmed the Service; "-" when no manager reports.
+func programmedText(p map[string]string) string {
+	if len(p) == 0 {
+		return "-"
+	}
+	yes := 0
+	var not []string
+	for _, n := range slices.Sorted(maps.Keys(p)) {
+		if p[n] == "yes" {
+			yes++
+		} else {
+			not = append(not, n+": "+p[n])
+		}
+	}
+	if len(not) == 0 {
+		return fmt.Sprintf("%d/%d", yes, len(p))
+	}
+	return fmt.Sprintf("%d/%d (%s)", yes, len(p), strings.Join(not, ", "))
+}
+
+// NodesTable writes each node's agent as each manager replica sees it.
+func NodesTable(w io.Writer, nodes []Node) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tMANAGER\tAGENT\tSINCE\tPROGRAMMED\tUNPROGRAMMED\tUPDATED")
+	for _, n := range nodes {
+		if len(n.Agents) == 0 {
+			fmt.Fprintf(tw, "%s\t-\tno manager reported it\t\t\t\t\n", n.Name)
+		}
+		for _, a := range n.Agents {
+			unp := strconv.Itoa(int(a.Unprogrammed))
+			if len(a.UnprogrammedServices) > 0 {
+				unp += " (" + strings.Join(a.UnprogrammedServices[:min(3, len(a.UnprogrammedServices))], ", ")
+				if int(a.Unprogrammed) > 3 {
+					unp += ", …"
+				}
+				unp += ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Name, a.Manager, a.Phase, a.Since, a.Programmed, unp, a.UpdatedAt)
+		}
 	}
 	tw.Flush()
 }
@@ -468,6 +658,12 @@ func Run(ctx context.Context, c client.Reader, w io.Writer, cmd []string, o Opti
 			return err
 		}
 		return Write(w, o.Output, peers, func(w io.Writer) { PeersTable(w, peers) })
+	case len(cmd) == 1 && cmd[0] == "nodes":
+		nodes, err := Nodes(ctx, c)
+		if err != nil {
+			return err
+		}
+		return Write(w, o.Output, nodes, func(w io.Writer) { NodesTable(w, nodes) })
 	case len(cmd) == 1 && cmd[0] == "status":
 		var st Status
 		var err error
@@ -477,6 +673,9 @@ func Run(ctx context.Context, c client.Reader, w io.Writer, cmd []string, o Opti
 		if st.Peers, err = Peers(ctx, c); err != nil {
 			return err
 		}
+		if st.Nodes, err = Nodes(ctx, c); err != nil {
+			return err
+		}
 		if st.Services, err = Services(ctx, c, o); err != nil {
 			return err
 		}
@@ -484,6 +683,8 @@ func Run(ctx context.Context, c client.Reader, w io.Writer, cmd []string, o Opti
 			PoolsTable(w, st.Pools)
 			fmt.Fprintln(w)
 			PeersTable(w, st.Peers)
+			fmt.Fprintln(w)
+			NodesTable(w, st.Nodes)
 			fmt.Fprintln(w)
 			ServicesTable(w, st.Services)
 		})
@@ -498,5 +699,5 @@ func Run(ctx context.Context, c client.Reader, w io.Writer, cmd []string, o Opti
 		}
 		return Write(w, o.Output, ex, func(w io.Writer) { ExplanationText(w, ex) })
 	}
-	return fmt.Errorf("unknown command %q; want status, pools, peers or explain svc NAMESPACE/NAME", strings.Join(cmd, " "))
+	return fmt.Errorf("unknown command %q; want status, pools, peers, nodes or explain svc NAMESPACE/NAME", strings.Join(cmd, " "))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,8 @@ import (
 type gatedDataplane struct {
 	release chan struct{}
 	once    sync.Once
+	// syncFree: only changes after the initial sync wait.
+	syncFree bool
 }
 
 func newGated(open bool) *gatedDataplane {
@@ -41,7 +44,9 @@ func newGated(open bool) *gatedDataplane {
 func (d *gatedDataplane) open()       { d.once.Do(func() { close(d.release) }) }
 func (d *gatedDataplane) Load() error { return nil }
 func (d *gatedDataplane) Sync(*dataplane.Table) error {
-	<-d.release
+	if !d.syncFree {
+		<-d.release
+	}
 	return nil
 }
 func (d *gatedDataplane) Apply(*dataplane.Table, dataplane.Touched) error {
@@ -179,4 +184,88 @@ func TestAgentGating(t *testing.T) {
 			t.Fatalf("drained %+v on a node that is not cordoned", d)
 		}
 	})
+}
+
+// TestEIPNodeStatus: each manager replica publishes its view of a node's
+// agent in the node's EIPNode, including the Services the agent has not
+// programmed yet, and removes its entry when it stops.
+func TestEIPNodeStatus(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: unique("ns")}}
+	must(t, k8s.Create(ctx, ns))
+	node := unique("st")
+	nodeObj := createNode(t, node, "127.0.0.4", true)
+	pool := &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: unique("pool")}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"203.0.113.96/28"}, AutoAssign: ptr.To(false)}}
+	must(t, k8s.Create(ctx, pool))
+	t.Cleanup(func() { _ = k8s.Delete(ctx, pool) })
+
+	port := freePort(t)
+	c, cancel := context.WithCancel(context.Background())
+	mgr, err := manager.New(c, cfg, manager.Options{
+		SeveralPerProcess: true,
+		Announce: &manager.AnnounceOptions{
+			Options: announcectrl.Options{NodeName: node, StatusInterval: 100 * time.Millisecond,
+				Agents: &agentlink.TrackerOptions{Port: port, Grace: 500 * time.Millisecond, DeadAfter: 200 * time.Millisecond}},
+			RouterID: netip.MustParseAddr("10.255.0.4"), ASN: 65001,
+		},
+	})
+	must(t, err)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(c) }()
+	stopMgr := func() { cancel(); <-done }
+	t.Cleanup(stopMgr)
+
+	// The agent's initial sync goes through; later changes wait.
+	dp := &gatedDataplane{release: make(chan struct{}), syncFree: true}
+	stopAgent := runAgent(t, node, "127.0.0.4", port, dp)
+
+	entry := func(t *testing.T, what string, ok func(v1alpha1.EIPNodeAgent) bool) v1alpha1.EIPNode {
+		t.Helper()
+		var got v1alpha1.EIPNode
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if err := k8s.Get(ctx, client.ObjectKey{Name: node}, &got); err == nil {
+				for _, a := range got.Status.Agents {
+					if a.Manager == node && ok(a) {
+						return got
+					}
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("EIPNode %s never had %s; last status %+v", node, what, got.Status)
+		return got
+	}
+
+	obj := entry(t, "the agent Up", func(a v1alpha1.EIPNodeAgent) bool {
+		return a.Phase == v1alpha1.AgentPhaseUp && a.Boot != "" && a.UpdatedAt != nil && a.Unprogrammed == 0
+	})
+	if refs := obj.OwnerReferences; len(refs) != 1 || refs[0].Kind != "Node" || refs[0].UID != nodeObj.UID {
+		t.Fatalf("EIPNode owner references %+v: want the Node %s (uid %s), so that it goes with the Node", refs, node, nodeObj.UID)
+	}
+
+	svc := createService(t, ns.Name, "web", pool.Name, false)
+	t.Cleanup(func() { _ = k8s.Delete(ctx, svc) })
+	waitIP(t, ns.Name, "web")
+	key := ns.Name + "/web"
+	entry(t, "the new Service listed as not programmed", func(a v1alpha1.EIPNodeAgent) bool {
+		return a.Phase == v1alpha1.AgentPhaseUp && a.Unprogrammed == 1 && slices.Equal(a.UnprogrammedServices, []string{key})
+	})
+
+	dp.open()
+	entry(t, "the Service programmed", func(a v1alpha1.EIPNodeAgent) bool {
+		return a.Unprogrammed == 0 && len(a.UnprogrammedServices) == 0 && a.Programmed >= 1
+	})
+
+	stopAgent()
+	entry(t, "the agent down, then gone after the grace period", func(a v1alpha1.EIPNodeAgent) bool {
+		return a.Phase == v1alpha1.AgentPhaseGone && a.Unprogrammed == 0 && a.Programmed == 0
+	})
+
+	stopMgr()
+	must(t, k8s.Get(ctx, client.ObjectKey{Name: node}, &obj))
+	for _, a := range obj.Status.Agents {
+		if a.Manager == node {
+			t.Fatalf("a stopped manager left its entry: %+v", a)
+		}
+	}
 }

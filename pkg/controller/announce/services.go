@@ -5,7 +5,9 @@ package announce
 
 import (
 	"context"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +48,10 @@ type ServiceReconciler struct {
 	mu        sync.Mutex
 	announced map[string]string    // service → last announced next hops, for Events
 	seen      map[string]time.Time // service → when a change was first seen
+	// served: every served Service with addresses, which each agent must
+	// program (for EIPNode status); servedVersion counts its changes.
+	served        map[string][]netip.Addr
+	servedVersion uint64
 }
 
 // Reconcile computes the Service's paths and hands them to the speaker.
@@ -59,7 +65,9 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		svc = nil
 	}
 	var res announce.Result
+	var addrs []netip.Addr
 	if svc != nil && r.opts.serves(svc) && svc.DeletionTimestamp == nil {
+		addrs = ingressAddrs(svc)
 		var err error
 		if res, err = Desired(ctx, r.client, svc, r.opts.Eligible); err != nil {
 			return ctrl.Result{}, err
@@ -70,7 +78,45 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	r.observe(key)
 	r.report(ctx, svc, key, res)
+	r.setServed(key, addrs)
 	return ctrl.Result{}, nil
+}
+
+// ingressAddrs are a Service's addresses, as the agents program them.
+func ingressAddrs(svc *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(ing.IP); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (r *ServiceReconciler) setServed(key string, addrs []netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, had := r.served[key]
+	switch {
+	case len(addrs) == 0 && had:
+		delete(r.served, key)
+	case len(addrs) > 0 && !slices.Equal(old, addrs):
+		r.served[key] = addrs
+	default:
+		return
+	}
+	r.servedVersion++
+}
+
+// servedSince returns a copy of the served Services when they changed
+// since version (ok false otherwise), and the current version.
+func (r *ServiceReconciler) servedSince(version uint64) (map[string][]netip.Addr, uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.servedVersion == version {
+		return nil, version, false
+	}
+	return maps.Clone(r.served), r.servedVersion, true
 }
 
 // Desired is what the announcer announces for a served Service, read with
@@ -98,25 +144,19 @@ func gather(ctx context.Context, c client.Reader, svc *corev1.Service) (announce
 		Key:   types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}.String(),
 		Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 	}
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		a, err := netip.ParseAddr(ing.IP)
-		if err != nil {
-			continue
-		}
-		out.Addrs = append(out.Addrs, a)
-		if out.PoolLabels == nil {
-			out.PoolLabels = poolLabels(ctx, c, a)
-		}
+	out.Addrs = ingressAddrs(svc)
+	if len(out.Addrs) > 0 {
+		out.PoolLabels = poolLabels(ctx, c, out.Addrs[0])
 	}
 	if out.Local {
-		var slices discoveryv1.EndpointSliceList
-		if err := c.List(ctx, &slices, client.InNamespace(svc.Namespace),
+		var eps discoveryv1.EndpointSliceList
+		if err := c.List(ctx, &eps, client.InNamespace(svc.Namespace),
 			client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
 			return out, err
 		}
 		out.Endpoints = map[string]int{}
 		seen := map[string]bool{}
-		for _, s := range slices.Items {
+		for _, s := range eps.Items {
 			for _, ep := range s.Endpoints {
 				if ep.NodeName == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) || len(ep.Addresses) == 0 {
 					continue

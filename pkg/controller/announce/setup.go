@@ -3,6 +3,7 @@ package announce
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"time"
@@ -76,7 +77,7 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 	svcR := &ServiceReconciler{
 		client: mgr.GetClient(), speaker: speaker, opts: opts,
 		recorder:  mgr.GetEventRecorder("eiplb-announcer"),
-		announced: map[string]string{}, seen: map[string]time.Time{},
+		announced: map[string]string{}, seen: map[string]time.Time{}, served: map[string][]netip.Addr{},
 	}
 	var tracker *agentlink.Tracker
 	agentEvents := make(chan event.TypedGenericEvent[client.Object], 4096)
@@ -165,6 +166,10 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 	if tracker != nil {
 		peerR.settled = tracker.Settled()
 		if err := setupAgentNodes(mgr, tracker); err != nil {
+			return err
+		}
+		if err := mgr.Add(&nodeStatusWriter{client: mgr.GetClient(), tracker: tracker, services: svcR, opts: opts,
+			interval: opts.StatusInterval, last: map[string]writtenNode{}}); err != nil {
 			return err
 		}
 	}

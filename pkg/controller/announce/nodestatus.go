@@ -1,0 +1,198 @@
+package announce
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/eiplb/eiplb/pkg/agentlink"
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups=eiplb.io,resources=eipnodes,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=eiplb.io,resources=eipnodes/status,verbs=get;update;patch
+
+// nodeStatusWriter publishes this replica's view of every node's agent in
+// the node's EIPNode: the link phase, and which Services the agent has not
+// programmed yet (for which the node is not a next hop). It is what lets
+// kubectl-eiplb tell, without reaching the nodes, whether each node has
+// programmed a Service.
+//
+// API writes are bounded: a phase change is written at the next tick; a
+// change of counts only, when the entry was last written longer ago than
+// countsEvery(nodes), which keeps a replica at about countsPerSecond entry
+// writes a second however many nodes and Services churn.
+type nodeStatusWriter struct {
+	client   client.Client
+	tracker  *agentlink.Tracker
+	services *ServiceReconciler
+	opts     Options
+	interval time.Duration
+
+	served        map[string][]netip.Addr
+	servedVersion uint64
+	agentsVersion uint64
+	deferred      bool // an entry differs from the written one and waits for its turn
+	last          map[string]writtenNode
+}
+
+type writtenNode struct {
+	entry v1alpha1.EIPNodeAgent
+	at    time.Time
+}
+
+// countsPerSecond is the budget of count-only entry writes per replica.
+const countsPerSecond = 10
+
+func (w *nodeStatusWriter) countsEvery(nodes int) time.Duration {
+	return max(w.interval, time.Duration(nodes)*time.Second/countsPerSecond)
+}
+
+// Start runs until ctx ends, then removes this replica's entries.
+func (w *nodeStatusWriter) Start(ctx context.Context) error {
+	select {
+	case <-w.tracker.Settled():
+	case <-ctx.Done():
+		return nil
+	}
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		w.write(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			cleanup, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			for node := range w.last {
+				_ = w.apply(cleanup, node, nil)
+			}
+			cancel()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// NeedLeaderElection: every replica reports its own view.
+func (w *nodeStatusWriter) NeedLeaderElection() bool { return false }
+
+// write computes every node's entry and writes those that are due.
+func (w *nodeStatusWriter) write(ctx context.Context, now time.Time) {
+	served, sv, servedChanged := w.services.servedSince(w.servedVersion)
+	if servedChanged {
+		w.served, w.servedVersion = served, sv
+	}
+	av := w.tracker.Version()
+	if !servedChanged && av == w.agentsVersion && !w.deferred {
+		return
+	}
+	w.agentsVersion = av
+	w.deferred = false
+	nodes := w.tracker.Status()
+	every := w.countsEvery(len(nodes))
+	seen := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		seen[n.Node] = true
+		entry := v1alpha1.EIPNodeAgent{Manager: w.opts.NodeName, Phase: string(n.Phase), Boot: n.Boot, Programmed: int32(n.Programmed)}
+		if !n.Since.IsZero() {
+			entry.Since = ptr.To(metav1.NewTime(n.Since.Truncate(time.Second)))
+		}
+		if n.Phase == agentlink.PhaseUp || n.Phase == agentlink.PhaseAgentDown || n.Phase == agentlink.PhaseDraining {
+			count, some := w.tracker.Unprogrammed(n.Node, w.served, v1alpha1.MaxUnprogrammedListed)
+			entry.Unprogrammed, entry.UnprogrammedServices = int32(count), some
+		}
+		prev, written := w.last[n.Node]
+		if written && sameNodeEntry(prev.entry, entry) {
+			continue
+		}
+		if written && samePhase(prev.entry, entry) && now.Sub(prev.at) < every {
+			w.deferred = true
+			continue
+		}
+		entry.UpdatedAt = ptr.To(metav1.NewTime(now))
+		if !written {
+			if err := w.ensure(ctx, n.Node); err != nil {
+				log.FromContext(ctx).Error(err, "Creating the node's EIPNode", "node", n.Node)
+				w.deferred = true
+				continue
+			}
+		}
+		if err := w.apply(ctx, n.Node, &entry); err != nil {
+			if apierrors.IsNotFound(err) {
+				delete(w.last, n.Node) // recreated at the next tick
+			} else {
+				log.FromContext(ctx).Error(err, "Writing the node's EIPNode status", "node", n.Node)
+			}
+			w.deferred = true
+			continue
+		}
+		w.last[n.Node] = writtenNode{entry: entry, at: now}
+	}
+	for node := range w.last {
+		if !seen[node] {
+			// No longer tracked (the Node is gone, or has no InternalIP):
+			// drop this replica's entry; a deleted Node takes its EIPNode
+			// with it through the owner reference.
+			if err := w.apply(ctx, node, nil); err != nil && !apierrors.IsNotFound(err) {
+				w.deferred = true
+				continue
+			}
+			delete(w.last, node)
+		}
+	}
+}
+
+func samePhase(a, b v1alpha1.EIPNodeAgent) bool {
+	return a.Phase == b.Phase && a.Boot == b.Boot && a.Since.Equal(b.Since)
+}
+
+func sameNodeEntry(a, b v1alpha1.EIPNodeAgent) bool {
+	return samePhase(a, b) && a.Programmed == b.Programmed && a.Unprogrammed == b.Unprogrammed &&
+		slices.Equal(a.UnprogrammedServices, b.UnprogrammedServices)
+}
+
+// ensure creates the node's EIPNode, owned by the Node, if it is missing.
+func (w *nodeStatusWriter) ensure(ctx context.Context, node string) error {
+	n := &corev1.Node{}
+	if err := w.client.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+		return err
+	}
+	obj := &v1alpha1.EIPNode{ObjectMeta: metav1.ObjectMeta{
+		Name:            node,
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID}},
+	}}
+	if err := w.client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// apply server-side-applies this replica's entry (nil removes it); its
+// field manager owns only that entry.
+func (w *nodeStatusWriter) apply(ctx context.Context, node string, entry *v1alpha1.EIPNodeAgent) error {
+	items := []any{}
+	if entry != nil {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(entry)
+		if err != nil {
+			return err
+		}
+		items = append(items, m)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(),
+		"kind":       "EIPNode",
+		"metadata":   map[string]any{"name": node},
+		"status":     map[string]any{"agents": items},
+	}}
+	//nolint:staticcheck // Patch with Apply is the way to apply unstructured status in controller-runtime v0.25.
+	return w.client.Status().Patch(ctx, u, client.Apply, client.FieldOwner("eiplb-manager-"+w.opts.NodeName), client.ForceOwnership)
+}
