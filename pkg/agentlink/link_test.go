@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -425,4 +426,29 @@ func TestBadManagerMessageDropsOnlyThatConnection(t *testing.T) {
 	tr, _ := startTracker(t, port, lo, TrackerOptions{})
 	eventually(t, 2*time.Second, "a good manager still served", func() bool { return phase(tr) == PhaseUp })
 	_ = a
+}
+
+// TestUnprogrammed: the count is exact, the list sorted and cut at the
+// limit; a Service programmed with only some of its addresses is not
+// programmed; an unknown node has programmed nothing.
+func TestUnprogrammed(t *testing.T) {
+	a1, a2 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	tr := NewTracker(TrackerOptions{})
+	tr.nodes["n1"] = &nodeState{name: "n1", phase: PhaseUp, programmed: map[string]Programmed{
+		"ns/a": {Addrs: []netip.Addr{a1}},
+		"ns/b": {Addrs: []netip.Addr{a1}}, // lacks a2
+	}}
+	want := map[string][]netip.Addr{"ns/a": {a1}, "ns/b": {a1, a2}, "ns/d": {a1}, "ns/c": {a2}}
+	n, some := tr.Unprogrammed("n1", want, 2)
+	if n != 3 || !slices.Equal(some, []string{"ns/b", "ns/c"}) {
+		t.Fatalf("Unprogrammed = %d %v, want 3 [ns/b ns/c]", n, some)
+	}
+	if n, some := tr.Unprogrammed("n2", want, 10); n != 4 || len(some) != 4 {
+		t.Fatalf("unknown node: %d %v, want all 4", n, some)
+	}
+	v := tr.Version()
+	tr.SetNodes(map[string]netip.Addr{})
+	if tr.Version() == v {
+		t.Fatal("Version unchanged after SetNodes changed the nodes")
+	}
 }

@@ -22,6 +22,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -137,10 +138,21 @@ func Nodes(ctx context.Context, c client.Reader) ([]Node, error) {
 			nd.Agents = append(nd.Agents, NodeAgent{Manager: a.Manager, Phase: a.Phase, Since: timeText(a.Since),
 				Programmed: a.Programmed, Unprogrammed: a.Unprogrammed, UnprogrammedServices: a.UnprogrammedServices, UpdatedAt: timeText(a.UpdatedAt)})
 		}
+		slices.SortFunc(nd.Agents, func(a, b NodeAgent) int { return strings.Compare(a.Manager, b.Manager) })
 		out = append(out, nd)
 	}
 	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// age renders an RFC 3339 time as kubectl does ages ("5m", "3h"); "-"
+// when unknown.
+func age(rfc3339 string) string {
+	t, err := time.Parse(time.RFC3339, rfc3339)
+	if err != nil {
+		return "-"
+	}
+	return duration.HumanDuration(time.Since(t))
 }
 
 func timeText(t *metav1.Time) string {
@@ -246,6 +258,7 @@ func Peers(ctx context.Context, c client.Reader) ([]Peer, error) {
 		for _, s := range p.Status.Sessions {
 			pr.Sessions = append(pr.Sessions, Session{Manager: s.Manager, State: s.State, BFD: s.BFDState, PrefixesSent: s.PrefixesSent, LastError: s.LastError})
 		}
+		slices.SortFunc(pr.Sessions, func(a, b Session) int { return strings.Compare(a.Manager, b.Manager) })
 		out = append(out, pr)
 	}
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
@@ -493,7 +506,7 @@ func Explain(ctx context.Context, c client.Reader, ns, name string, o Options) (
 	case len(ready) == 0:
 		ex.Verdict = "has an address but is not announced: no node is Ready and schedulable"
 	case len(sv.Programmed) > 0 && len(sv.NextHops) == 0:
-		ex.Verdict = "has an address but is not announced: no node's agent has programmed it yet: " + strings.Join(unprogrammed, ", ")
+		ex.Verdict = "has an address but is not announced: no node's agent is up and has programmed it: " + strings.Join(unprogrammed, ", ")
 	case sv.Announce == announce.ReasonNoEligibleNode:
 		ex.Verdict = "has an address but is not announced: no node may be a next hop (Ready, schedulable, not excluded, with an address of the family, selected by the advertisement)"
 	case sv.Announce == announce.ReasonNoLocalEndpoints:
@@ -609,7 +622,7 @@ func programmedText(p map[string]string) string {
 // NodesTable writes each node's agent as each manager replica sees it.
 func NodesTable(w io.Writer, nodes []Node) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tMANAGER\tAGENT\tSINCE\tPROGRAMMED\tUNPROGRAMMED\tUPDATED")
+	fmt.Fprintln(tw, "NODE\tMANAGER\tAGENT\tFOR\tPROGRAMMED\tUNPROGRAMMED\tUPDATED")
 	for _, n := range nodes {
 		if len(n.Agents) == 0 {
 			fmt.Fprintf(tw, "%s\t-\tno manager reported it\t\t\t\t\n", n.Name)
@@ -623,7 +636,7 @@ func NodesTable(w io.Writer, nodes []Node) {
 				}
 				unp += ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Name, a.Manager, a.Phase, a.Since, a.Programmed, unp, a.UpdatedAt)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Name, a.Manager, a.Phase, age(a.Since), a.Programmed, unp, age(a.UpdatedAt))
 		}
 	}
 	tw.Flush()

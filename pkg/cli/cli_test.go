@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
@@ -163,6 +166,87 @@ func TestCommands(t *testing.T) {
 			t.Errorf("explain without an advertisement:\n%s", out)
 		}
 		testenv.Must(t, env.Client.Create(t.Context(), &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "all"}}))
+	})
+
+	t.Run("programmed, from the managers' EIPNode reports", func(t *testing.T) {
+		ctx, c := t.Context(), env.Client
+		node2 := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node2"}}
+		testenv.Must(t, c.Create(ctx, node2))
+		t.Cleanup(func() { _ = c.Delete(ctx, node2) })
+		node2.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+		node2.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.100.12"}}
+		testenv.Must(t, c.Status().Update(ctx, node2))
+		report := func(node string, agents ...v1alpha1.EIPNodeAgent) {
+			t.Helper()
+			n := &v1alpha1.EIPNode{}
+			if err := c.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+				n = &v1alpha1.EIPNode{ObjectMeta: metav1.ObjectMeta{Name: node}}
+				testenv.Must(t, c.Create(ctx, n))
+				t.Cleanup(func() { _ = c.Delete(ctx, n) })
+			}
+			n.Status.Agents = agents
+			testenv.Must(t, c.Status().Update(ctx, n))
+		}
+		up := func(m string, programmed, unprogrammed int32, list ...string) v1alpha1.EIPNodeAgent {
+			return v1alpha1.EIPNodeAgent{Manager: m, Phase: v1alpha1.AgentPhaseUp, Programmed: programmed, Unprogrammed: unprogrammed, UnprogrammedServices: list}
+		}
+		svcUp := func() Service {
+			t.Helper()
+			var st Status
+			testenv.Must(t, json.Unmarshal([]byte(run(t, Options{Output: "json"}, "status")), &st))
+			for _, sv := range st.Services {
+				if sv.Name == "up" {
+					return sv
+				}
+			}
+			t.Fatal("no Service up in status")
+			return Service{}
+		}
+
+		report("node1", up("m1", 1, 0), up("m2", 1, 0))
+		report("node2", up("m1", 0, 1, "default/up"), up("m2", 1, 0))
+		sv := svcUp()
+		if strings.Join(sv.NextHops, ",") != "node1,node2" || sv.Programmed["node1"] != "yes" || sv.Programmed["node2"] != "yes" {
+			t.Errorf("programmed by one of two managers: next hops %v, programmed %v; want both nodes (the router gets the union)", sv.NextHops, sv.Programmed)
+		}
+
+		report("node2", up("m1", 0, 1, "default/up"), v1alpha1.EIPNodeAgent{Manager: "m2", Phase: v1alpha1.AgentPhaseUnreachable})
+		sv = svcUp()
+		if strings.Join(sv.NextHops, ",") != "node1" || sv.Programmed["node2"] != "no" {
+			t.Errorf("node2 has not programmed: next hops %v, programmed %v", sv.NextHops, sv.Programmed)
+		}
+		out := run(t, Options{}, "status")
+		for _, want := range []string{"1/2 (node2: no)", "node2  m2       Unreachable", "1 (default/up)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status lacks %q:\n%s", want, out)
+			}
+		}
+		out = run(t, Options{}, "explain", "svc", "default/up")
+		if !strings.Contains(out, "not next hops until their agent has programmed the Service: node2 (no)") {
+			t.Errorf("explain does not name the unprogrammed node:\n%s", out)
+		}
+
+		// A truncated list that does not name the Service: unknown.
+		many := make([]string, v1alpha1.MaxUnprogrammedListed)
+		for i := range many {
+			many[i] = fmt.Sprintf("aaa/s%02d", i)
+		}
+		report("node2", up("m1", 0, 60, many...))
+		if sv := svcUp(); sv.Programmed["node2"] != "unknown" || !slices.Contains(sv.NextHops, "node2") {
+			t.Errorf("truncated report: programmed %v, next hops %v; want unknown, counted as a next hop", sv.Programmed, sv.NextHops)
+		}
+
+		report("node1", v1alpha1.EIPNodeAgent{Manager: "m1", Phase: v1alpha1.AgentPhaseUnreachable})
+		report("node2", up("m1", 0, 1, "default/up"))
+		out = run(t, Options{}, "explain", "svc", "default/up")
+		if !strings.Contains(out, "not announced: no node's agent is up and has programmed it: node1 (agent Unreachable), node2 (no)") {
+			t.Errorf("explain with no programmed node:\n%s", out)
+		}
+		var nodes []Node
+		testenv.Must(t, yaml.Unmarshal([]byte(run(t, Options{Output: "yaml"}, "nodes")), &nodes))
+		if len(nodes) != 2 || nodes[1].Name != "node2" || len(nodes[1].Agents) != 1 || nodes[1].Agents[0].UnprogrammedServices[0] != "default/up" {
+			t.Errorf("yaml nodes: %+v", nodes)
+		}
 	})
 
 	t.Run("bad input", func(t *testing.T) {

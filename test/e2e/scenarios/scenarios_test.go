@@ -14,6 +14,7 @@ package scenarios_test
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"syscall"
@@ -379,6 +380,42 @@ func TestScenarios(t *testing.T) {
 			}
 			return ""
 		})
+		// Every manager reports every node's agent up, with nothing left
+		// to program; the Service's next hops have each programmed it.
+		testenv.Eventually(t, 10*time.Second, func() string {
+			nodes, err := cli.Nodes(t.Context(), api.Client)
+			if err != nil {
+				return err.Error()
+			}
+			if len(nodes) != 3 {
+				return fmt.Sprintf("nodes %+v", nodes)
+			}
+			for _, n := range nodes {
+				if len(n.Agents) != 2 {
+					return fmt.Sprintf("%s: %d manager reports, want 2: %+v", n.Name, len(n.Agents), n.Agents)
+				}
+				for _, a := range n.Agents {
+					if a.Phase != v1alpha1.AgentPhaseUp || a.Unprogrammed != 0 || a.Programmed < 2 {
+						return fmt.Sprintf("%s: %+v", n.Name, a)
+					}
+				}
+			}
+			return ""
+		})
+		svcs, err := cli.Services(t.Context(), api.Client, cli.Options{})
+		testenv.Must(t, err)
+		for _, sv := range svcs {
+			if sv.Namespace+"/"+sv.Name != ns+"/web" {
+				continue
+			}
+			want := map[string]string{cluster.NodeName(1): "yes", cluster.NodeName(2): "yes", cluster.NodeName(3): "yes"}
+			if !maps.Equal(sv.Programmed, want) {
+				t.Errorf("%s/web programmed %v, want %v", ns, sv.Programmed, want)
+			}
+		}
+		b.Reset()
+		testenv.Must(t, cli.Run(t.Context(), api.Client, &b, []string{"nodes"}, cli.Options{}))
+		t.Logf("kubectl eiplb nodes:\n%s", b.String())
 		b.Reset()
 		testenv.Must(t, cli.Run(t.Context(), api.Client, &b, []string{"explain", "svc", ns + "/web"}, cli.Options{}))
 		t.Logf("kubectl eiplb explain svc %s/web:\n%s", ns, b.String())

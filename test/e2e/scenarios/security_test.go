@@ -88,6 +88,8 @@ func security(t *testing.T, l *cluster.Lab, web *corev1.Service) {
 		forbidden("agent creates an EIPPool", agent.Create(ctx, &v1alpha1.EIPPool{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, Spec: v1alpha1.EIPPoolSpec{Addresses: []string{"203.0.113.0/24"}}}))
 		forbidden("agent reads Secrets", agent.List(ctx, &corev1.SecretList{}, client.InNamespace("eiplb-system")))
 		forbidden("agent reads BGPPeers", agent.List(ctx, &v1alpha1.BGPPeerList{}))
+		forbidden("agent creates an EIPNode (only managers report agents)", agent.Create(ctx, &v1alpha1.EIPNode{ObjectMeta: metav1.ObjectMeta{Name: "evil"}}))
+		forbidden("manager deletes an EIPNode", mgr.Delete(ctx, &v1alpha1.EIPNode{ObjectMeta: metav1.ObjectMeta{Name: cluster.NodeName(1)}}))
 		forbidden("manager reads Secrets outside eiplb-system", mgr.List(ctx, &corev1.SecretList{}, client.InNamespace("default")))
 		forbidden("manager deletes a Node", mgr.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cluster.NodeName(3)}}))
 		forbidden("manager creates a BGPPeer", mgr.Create(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, Spec: v1alpha1.BGPPeerSpec{PeerAddress: "192.0.2.1", PeerASN: 65000, LocalASN: 65001}}))
