@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -450,5 +451,28 @@ func TestUnprogrammed(t *testing.T) {
 	tr.SetNodes(map[string]netip.Addr{})
 	if tr.Version() == v {
 		t.Fatal("Version unchanged after SetNodes changed the nodes")
+	}
+}
+
+// BenchmarkUnprogrammed: the EIPNode writer's cost per node and write, with
+// 10,000 Services of which the agent lacks 100.
+func BenchmarkUnprogrammed(b *testing.B) {
+	tr := NewTracker(TrackerOptions{})
+	want := map[string][]netip.Addr{}
+	prog := map[string]Programmed{}
+	for i := range 10000 {
+		k := fmt.Sprintf("ns%d/svc%d", i%50, i)
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		want[k] = []netip.Addr{a}
+		if i%100 != 0 {
+			prog[k] = Programmed{Addrs: []netip.Addr{a}}
+		}
+	}
+	tr.nodes["n1"] = &nodeState{name: "n1", phase: PhaseUp, programmed: prog}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, _ := tr.Unprogrammed("n1", want, 50); n != 100 {
+			b.Fatalf("unprogrammed %d, want 100", n)
+		}
 	}
 }
