@@ -33,8 +33,12 @@ var (
 		Help:    "Time from a Service, EndpointSlice or Node change being seen to its paths being handed to the BGP speaker.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	})
+	agentUnprogrammed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eiplb_agent_unprogrammed_services",
+		Help: "Services with addresses that a node's up agent has not programmed (the node is not their next hop), as of this replica's last EIPNode write; 0 while the agent is not up.",
+	}, []string{"node"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(sessionUp, bfdUp, prefixesSent, pathsAnnounced, pathUpdates, announceLatency)
+	metrics.Registry.MustRegister(sessionUp, bfdUp, prefixesSent, pathsAnnounced, pathUpdates, announceLatency, agentUnprogrammed)
 }

@@ -118,6 +118,7 @@ func (w *nodeStatusWriter) write(ctx context.Context, now time.Time) {
 			count, some := w.tracker.Unprogrammed(n.Node, w.served, v1alpha1.MaxUnprogrammedListed)
 			entry.Unprogrammed, entry.UnprogrammedServices = int32(count), some
 		}
+		agentUnprogrammed.WithLabelValues(n.Node).Set(float64(entry.Unprogrammed))
 		if written && sameNodeEntry(prev.entry, entry) {
 			continue
 		}
@@ -150,6 +151,7 @@ func (w *nodeStatusWriter) write(ctx context.Context, now time.Time) {
 				continue
 			}
 			delete(w.last, node)
+			agentUnprogrammed.DeleteLabelValues(node)
 		}
 	}
 }
