@@ -2,6 +2,7 @@ package announce_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -9,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,6 +25,7 @@ import (
 	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
 	"github.com/eiplb/eiplb/pkg/dataplane"
 	"github.com/eiplb/eiplb/pkg/manager"
+	"github.com/eiplb/eiplb/pkg/testenv"
 )
 
 // gatedDataplane stands in for the kernel writer (the real one is tested
@@ -267,5 +272,95 @@ func TestEIPNodeStatus(t *testing.T) {
 		if a.Manager == node {
 			t.Fatalf("a stopped manager left its entry: %+v", a)
 		}
+	}
+}
+
+// TestGoneReplicaEntriesPruned: the status entries of a manager replica
+// that was killed and whose Lease ran out are removed by the leader; those
+// of a replica whose Lease is alive, however old, stay, and so do the
+// running replica's own.
+func TestGoneReplicaEntriesPruned(t *testing.T) {
+	sys := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "eiplb-system"}}
+	if err := k8s.Create(ctx, sys); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	node := unique("pr")
+	createNode(t, node, "127.0.0.5", true)
+	peer := createPeer(t, 1)
+	eipNode := &v1alpha1.EIPNode{ObjectMeta: metav1.ObjectMeta{Name: node}}
+	must(t, k8s.Create(ctx, eipNode))
+	t.Cleanup(func() { _ = k8s.Delete(ctx, eipNode) })
+
+	old := metav1.NewTime(time.Now().Add(-10 * time.Minute))
+	ghost, idle := unique("ghost"), unique("idle")
+	// A live replica's Lease, renewed now; the ghost's ran out long ago.
+	lease := func(name string, renewed time.Time) {
+		l := &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "eiplb-system", Name: "eiplb-replica-" + name, Labels: map[string]string{"eiplb.io/manager-replica": "true"}},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To[int32](30), RenewTime: ptr.To(metav1.NewMicroTime(renewed))},
+		}
+		must(t, k8s.Create(ctx, l))
+		t.Cleanup(func() { _ = k8s.Delete(ctx, l) })
+	}
+	lease(ghost, time.Now().Add(-time.Hour))
+	lease(idle, time.Now())
+	// Entries written as the replicas write them: server-side apply, each
+	// as its own field manager.
+	apply := func(kind, name, list, manager string, entry map[string]any) {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": kind, "metadata": map[string]any{"name": name},
+			"status": map[string]any{list: []any{entry}},
+		}}
+		//nolint:staticcheck // as the managers do
+		must(t, k8s.Status().Patch(ctx, u, client.Apply, client.FieldOwner("eiplb-manager-"+manager), client.ForceOwnership))
+	}
+	for _, m := range []string{ghost, idle} {
+		apply("BGPPeer", peer.Name, "sessions", m, map[string]any{"manager": m, "state": "Established", "prefixesSent": int64(3), "updatedAt": old.UTC().Format(time.RFC3339)})
+		apply("EIPNode", node, "agents", m, map[string]any{"manager": m, "phase": "Up", "programmed": int64(1), "unprogrammed": int64(0), "updatedAt": old.UTC().Format(time.RFC3339)})
+	}
+
+	c, cancel := context.WithCancel(context.Background())
+	mgr, err := manager.New(c, cfg, manager.Options{
+		SeveralPerProcess: true,
+		Announce: &manager.AnnounceOptions{
+			Options:  announcectrl.Options{NodeName: node, StatusInterval: 100 * time.Millisecond, PruneInterval: 200 * time.Millisecond},
+			RouterID: netip.MustParseAddr("10.255.0.5"), ASN: 65001,
+		},
+	})
+	must(t, err)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(c) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	managers := func() (sessions, agents []string) {
+		var p v1alpha1.BGPPeer
+		must(t, k8s.Get(ctx, client.ObjectKeyFromObject(peer), &p))
+		for _, s := range p.Status.Sessions {
+			sessions = append(sessions, s.Manager)
+		}
+		var n v1alpha1.EIPNode
+		must(t, k8s.Get(ctx, client.ObjectKey{Name: node}, &n))
+		for _, a := range n.Status.Agents {
+			agents = append(agents, a.Manager)
+		}
+		slices.Sort(sessions)
+		slices.Sort(agents)
+		return sessions, agents
+	}
+	testenv.Eventually(t, 10*time.Second, func() string {
+		s, a := managers()
+		if slices.Contains(s, ghost) || slices.Contains(a, ghost) {
+			return fmt.Sprintf("the ghost's entries are still there: sessions %v, agents %v", s, a)
+		}
+		return ""
+	})
+	s, a := managers()
+	if !slices.Contains(s, idle) || !slices.Contains(a, idle) {
+		t.Fatalf("an old entry of a replica whose Lease is alive was removed: sessions %v, agents %v", s, a)
+	}
+	var own coordinationv1.Lease
+	must(t, k8s.Get(ctx, client.ObjectKey{Namespace: "eiplb-system", Name: "eiplb-replica-" + node}, &own))
+	if own.Spec.HolderIdentity == nil || *own.Spec.HolderIdentity != node || own.Spec.RenewTime == nil {
+		t.Fatalf("the running replica's Lease: %+v", own.Spec)
 	}
 }

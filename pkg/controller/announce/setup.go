@@ -52,6 +52,9 @@ type Options struct {
 	Agents *agentlink.TrackerOptions
 	// StatusInterval bounds how often session status is written.
 	StatusInterval time.Duration
+	// PruneInterval is how often the leader removes the status entries of
+	// manager replicas whose Lease ran out (default 30 s).
+	PruneInterval time.Duration
 }
 
 func (o Options) serves(svc *corev1.Service) bool {
@@ -68,6 +71,9 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 	}
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = 2 * time.Second
+	}
+	if opts.PruneInterval <= 0 {
+		opts.PruneInterval = 30 * time.Second
 	}
 	speaker.OnUpdate(func(added, withdrawn, total int, _ time.Time) {
 		pathUpdates.WithLabelValues("announce").Add(float64(added))
@@ -187,6 +193,12 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 		Complete(peerR)
 	if err != nil {
 		return fmt.Errorf("setting up the peer controller: %w", err)
+	}
+	if err := mgr.Add(&replicaLease{client: mgr.GetClient(), reader: mgr.GetAPIReader(), opts: opts}); err != nil {
+		return err
+	}
+	if err := mgr.Add(&replicaPruner{client: mgr.GetClient(), reader: mgr.GetAPIReader(), opts: opts, interval: opts.PruneInterval}); err != nil {
+		return err
 	}
 	return mgr.Add(&statusWriter{client: mgr.GetClient(), speaker: speaker, peers: peerR, opts: opts,
 		interval: opts.StatusInterval, last: map[string]v1alpha1.BGPSession{}})
