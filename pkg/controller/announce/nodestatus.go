@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -44,6 +45,10 @@ type nodeStatusWriter struct {
 	agentsVersion uint64
 	deferred      bool // an entry differs from the written one and waits for its turn
 	last          map[string]writtenNode
+	// noKindUntil: the EIPNode CRD is not installed (managers upgraded
+	// before the CRDs); said once, tried again after it.
+	noKindUntil time.Time
+	noKindSaid  bool
 }
 
 type writtenNode struct {
@@ -87,6 +92,9 @@ func (w *nodeStatusWriter) NeedLeaderElection() bool { return false }
 
 // write computes every node's entry and writes those that are due.
 func (w *nodeStatusWriter) write(ctx context.Context, now time.Time) {
+	if now.Before(w.noKindUntil) {
+		return
+	}
 	served, sv, servedChanged := w.services.servedSince(w.servedVersion)
 	if servedChanged {
 		w.served, w.servedVersion = served, sv
@@ -125,8 +133,16 @@ func (w *nodeStatusWriter) write(ctx context.Context, now time.Time) {
 		entry.UpdatedAt = ptr.To(metav1.NewTime(now))
 		if !written {
 			if err := w.ensure(ctx, n.Node); err != nil {
-				log.FromContext(ctx).Error(err, "Creating the node's EIPNode", "node", n.Node)
 				w.deferred = true
+				if apimeta.IsNoMatchError(err) {
+					if !w.noKindSaid {
+						log.FromContext(ctx).Info("The EIPNode CRD is not installed: apply this version's CRDs (deploy/eiplb.yaml); until then what each node has programmed is not published", "error", err.Error())
+						w.noKindSaid = true
+					}
+					w.noKindUntil = now.Add(time.Minute)
+					return
+				}
+				log.FromContext(ctx).Error(err, "Creating the node's EIPNode", "node", n.Node)
 				continue
 			}
 		}

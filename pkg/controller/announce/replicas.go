@@ -8,6 +8,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -161,6 +162,9 @@ func (p *replicaPruner) prune(ctx context.Context, now time.Time) error {
 	}
 	var nodes v1alpha1.EIPNodeList
 	if err := p.reader.List(ctx, &nodes); err != nil {
+		if apimeta.IsNoMatchError(err) {
+			return nil // CRDs older than the managers: nothing to prune there
+		}
 		return err
 	}
 	for _, n := range nodes.Items {
