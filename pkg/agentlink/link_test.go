@@ -2,9 +2,9 @@ package agentlink
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
-	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
