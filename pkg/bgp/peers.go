@@ -128,22 +128,37 @@ func toAPIPeer(p Peer) *api.Peer {
 
 // Counting the paths advertised to each peer walks every path through the
 // export filters: asked for at every status write (the lab's 200 ms), it
-// cost a manager a third of a core at 10,000 Services, idle. PeerStates
-// reads the session states every time and recounts at every call for
-// CountsSettle after a change (a session's state, or the paths it
-// announces: a count taken the moment a session comes up can miss the
-// table GoBGP is about to send), then only every CountsEvery.
+// cost a manager a third of a core at 10,000 Services. PeerStates reads the
+// session states at every call, and the counts only when countDue says so:
+// once the sessions and the path table have been quiet for CountsSettle (a
+// count taken the moment a session comes up can miss the table GoBGP is
+// about to send), at most every CountsChurn while they keep changing (a
+// Service created every few milliseconds must not make every call count),
+// and every CountsEvery in any case.
 const (
 	CountsEvery  = 30 * time.Second
 	CountsSettle = 2 * time.Second
+	CountsChurn  = 5 * time.Second
 )
 
 type peerCounts struct {
-	at      time.Time
-	settled time.Time // recount at every call until then
-	paths   int       // paths in GoBGP when counted
-	sent    map[netip.Addr]uint64
+	at      time.Time // of the last count
+	changed time.Time // last call that saw the sessions or the path table differ
+	paths   int       // paths in GoBGP at the last call
 	states  map[netip.Addr]string
+	sent    map[netip.Addr]uint64
+}
+
+// countDue: whether a call at now counts the paths sent, given the last
+// count at and the last change seen.
+func countDue(now, at, changed time.Time) bool {
+	if at.IsZero() || now.Sub(at) >= CountsEvery {
+		return true
+	}
+	if !changed.Add(CountsSettle).After(at) {
+		return false // counted after the last change had settled
+	}
+	return now.Sub(changed) >= CountsSettle || (changed.After(at) && now.Sub(at) >= CountsChurn)
 }
 
 // PeerStates reports every session, by address.
@@ -158,25 +173,28 @@ func (s *Speaker) PeerStates(ctx context.Context) ([]PeerState, error) {
 	paths := len(s.sent)
 	s.mu.Unlock()
 	now := time.Now()
-	changed := paths != s.counts.paths || len(out) != len(s.counts.states)
+	c := &s.counts
+	changed := paths != c.paths || len(out) != len(c.states)
 	for _, st := range out {
-		changed = changed || s.counts.states[st.Address] != st.State
+		changed = changed || c.states[st.Address] != st.State
 	}
-	settled := s.counts.settled
 	if changed {
-		settled = now.Add(CountsSettle)
+		c.changed, c.paths, c.states = now, paths, make(map[netip.Addr]string, len(out))
+		for _, st := range out {
+			c.states[st.Address] = st.State
+		}
 	}
-	if changed || now.Before(settled) || now.Sub(s.counts.at) >= CountsEvery {
+	if countDue(now, c.at, c.changed) {
 		if out, err = s.peerStates(ctx, true); err != nil {
 			return nil, err
 		}
-		s.counts = peerCounts{at: now, settled: settled, paths: paths, sent: map[netip.Addr]uint64{}, states: map[netip.Addr]string{}}
+		c.at, c.sent = now, make(map[netip.Addr]uint64, len(out))
 		for _, st := range out {
-			s.counts.sent[st.Address], s.counts.states[st.Address] = st.PrefixesSent, st.State
+			c.sent[st.Address] = st.PrefixesSent
 		}
 	}
 	for i := range out {
-		out[i].PrefixesSent = s.counts.sent[out[i].Address]
+		out[i].PrefixesSent = c.sent[out[i].Address]
 	}
 	return out, nil
 }

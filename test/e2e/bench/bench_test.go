@@ -106,13 +106,17 @@ func TestBench(t *testing.T) {
 	// Grow to many.
 	cpu0 := cpuSeconds(l)
 	start := time.Now()
+	if sz.many >= 5000 {
+		// A CPU profile in the middle of the grow (bin/bench-*-grow-cpu.pprof).
+		go func() { time.Sleep(time.Minute); b.profiles(l, 30*time.Second, "grow") }()
+	}
 	_, growLag := b.burst(sz.many - b.n)
 	took := time.Since(start)
 	cpu1 := cpuSeconds(l)
 	rep.text(fmt.Sprintf("grow to %d Services: wall time, manager CPU seconds (replica 1 / 2)", b.n),
 		fmt.Sprintf("%.1f s (lag after last create %s ms); %.1f / %.1f CPU s", took.Seconds(), ms(growLag), cpu1[0]-cpu0[0], cpu1[1]-cpu0[1]), "—")
 	rep.mem(fmt.Sprintf("memory (VmRSS) at %d Services (MiB)", b.n), l, "—")
-	go b.profiles(l, 8*time.Second)
+	go b.profiles(l, 8*time.Second, "idle")
 	rep.text(fmt.Sprintf("manager CPU idle at %d Services (%% of one core)", b.n), b.idleCPU(l, 10*time.Second), "—")
 	applied, routed = b.moves(sz.runs)
 	rep.dist(fmt.Sprintf("Local endpoint moves node → in the new node's nftables (ms), %d Services", b.n), applied, "— (the agent's kernel write alone: < 10)")
@@ -386,8 +390,9 @@ func (b *bench) idleCPU(l *cluster.Lab, d time.Duration) string {
 }
 
 // profiles saves CPU profiles of manager 1 and agent 1 (taken over d) and
-// their heap profiles to bin/bench-*.pprof, for `go tool pprof`.
-func (b *bench) profiles(l *cluster.Lab, d time.Duration) {
+// their heap profiles to bin/bench-<process>-<when>-*.pprof, for `go tool
+// pprof`.
+func (b *bench) profiles(l *cluster.Lab, d time.Duration, when string) {
 	for _, p := range []struct{ name, addr string }{{"manager", "127.0.0.1:6060"}, {"agent", "127.0.0.1:6061"}} {
 		c := &http.Client{Timeout: d + 10*time.Second, Transport: &http.Transport{
 			DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
@@ -402,7 +407,7 @@ func (b *bench) profiles(l *cluster.Lab, d time.Duration) {
 				}
 				defer resp.Body.Close()
 				body, _ := io.ReadAll(resp.Body)
-				_ = os.WriteFile(filepath.Join(cluster.Root(), "bin", fmt.Sprintf("bench-%s-%s.pprof", p.name, q.kind)), body, 0o644)
+				_ = os.WriteFile(filepath.Join(cluster.Root(), "bin", fmt.Sprintf("bench-%s-%s-%s.pprof", p.name, when, q.kind)), body, 0o644)
 			}()
 		}
 	}
