@@ -10,8 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -197,23 +195,11 @@ func (w *nodeStatusWriter) ensure(ctx context.Context, node string) error {
 	return nil
 }
 
-// apply server-side-applies this replica's entry (nil removes it); its
-// field manager owns only that entry.
+// apply writes this replica's entry in the node's EIPNode (nil removes it).
 func (w *nodeStatusWriter) apply(ctx context.Context, node string, entry *v1alpha1.EIPNodeAgent) error {
-	items := []any{}
+	var entries []v1alpha1.EIPNodeAgent
 	if entry != nil {
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(entry)
-		if err != nil {
-			return err
-		}
-		items = append(items, m)
+		entries = append(entries, *entry)
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       "EIPNode",
-		"metadata":   map[string]any{"name": node},
-		"status":     map[string]any{"agents": items},
-	}}
-	//nolint:staticcheck // Patch with Apply is the way to apply unstructured status in controller-runtime v0.25.
-	return w.client.Status().Patch(ctx, u, client.Apply, client.FieldOwner("eiplb-manager-"+w.opts.NodeName), client.ForceOwnership)
+	return applyStatusList(ctx, w.client, w.opts.NodeName, "EIPNode", node, "agents", entries)
 }

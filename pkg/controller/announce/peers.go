@@ -11,9 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -257,25 +255,9 @@ func sameSession(a, b v1alpha1.BGPSession) bool {
 		a.Since.Equal(b.Since)
 }
 
-// apply server-side-applies this replica's entries (its field manager owns
-// only them, so replicas never overwrite each other).
+// apply writes this replica's sessions in the peer's status.
 func (w *statusWriter) apply(ctx context.Context, peer string, sessions []v1alpha1.BGPSession) error {
-	items := make([]any, 0, len(sessions))
-	for _, s := range sessions {
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&s)
-		if err != nil {
-			return err
-		}
-		items = append(items, m)
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       "BGPPeer",
-		"metadata":   map[string]any{"name": peer},
-		"status":     map[string]any{"sessions": items},
-	}}
-	//nolint:staticcheck // Patch with Apply is the way to apply unstructured status in controller-runtime v0.25.
-	return w.client.Status().Patch(ctx, u, client.Apply, client.FieldOwner("eiplb-manager-"+w.opts.NodeName), client.ForceOwnership)
+	return applyStatusList(ctx, w.client, w.opts.NodeName, "BGPPeer", peer, "sessions", sessions)
 }
 
 func (w *statusWriter) removeAll(ctx context.Context) {

@@ -11,6 +11,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -184,16 +185,32 @@ func (p *replicaPruner) prune(ctx context.Context, now time.Time) error {
 // apply then removes exactly what it owned, and nothing of the others.
 func (p *replicaPruner) remove(ctx context.Context, kind, name, list, manager string) error {
 	log.FromContext(ctx).Info("Removing the status entry of a manager replica whose Lease ran out", "kind", kind, "name", name, "replica", manager)
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       kind,
-		"metadata":   map[string]any{"name": name},
-		"status":     map[string]any{list: []any{}},
-	}}
-	//nolint:staticcheck // Patch with Apply is the way to apply unstructured status in controller-runtime v0.25.
-	err := p.client.Status().Patch(ctx, u, client.Apply, client.FieldOwner("eiplb-manager-"+manager))
+	err := applyStatusList[struct{}](ctx, p.client, manager, kind, name, list, nil)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	return err
+}
+
+// applyStatusList server-side-applies, as manager replica manager's field
+// manager, the entries it owns in the status list of one eiplb.io object
+// (none removes them all). Each replica owns only its own entries, so
+// replicas never overwrite each other.
+func applyStatusList[T any](ctx context.Context, c client.Client, manager, kind, name, list string, entries []T) error {
+	items := make([]any, 0, len(entries))
+	for i := range entries {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&entries[i])
+		if err != nil {
+			return err
+		}
+		items = append(items, m)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(),
+		"kind":       kind,
+		"metadata":   map[string]any{"name": name},
+		"status":     map[string]any{list: items},
+	}}
+	//nolint:staticcheck // Patch with Apply is the way to apply unstructured status in controller-runtime v0.25.
+	return c.Status().Patch(ctx, u, client.Apply, client.FieldOwner("eiplb-manager-"+manager), client.ForceOwnership)
 }
