@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -115,7 +116,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		RenewDeadline:                 &renew,
 		RetryPeriod:                   &retry,
 		Controller:                    config.Controller{SkipNameValidation: &opts.SeveralPerProcess},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		Cache: cache.Options{DefaultTransform: slimCached, ByObject: map[client.Object]cache.ByObject{
 			// Only the password Secrets of the manager's namespace are read.
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.LeaderElectionNamespace: {}}},
 		}},
@@ -188,4 +189,18 @@ func orDefaultStr(s, def string) string {
 		return s
 	}
 	return def
+}
+
+// slimCached drops from cached objects what no manager code reads and what
+// makes most of their size: managed fields (the API server keeps them on
+// writes that omit them), and a Node's image and volume lists (kilobytes
+// per node in a real cluster).
+func slimCached(o any) (any, error) {
+	if m, ok := o.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	if n, ok := o.(*corev1.Node); ok {
+		n.Status.Images, n.Status.VolumesInUse, n.Status.VolumesAttached = nil, nil, nil
+	}
+	return o, nil
 }

@@ -151,7 +151,7 @@ func gather(ctx context.Context, c client.Reader, svc *corev1.Service) (announce
 	if out.Local {
 		var eps discoveryv1.EndpointSliceList
 		if err := c.List(ctx, &eps, client.InNamespace(svc.Namespace),
-			client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
+			client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}, client.UnsafeDisableDeepCopy); err != nil {
 			return out, err
 		}
 		out.Endpoints = map[string]int{}
