@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,6 +41,9 @@ func Main(m *testing.M, what string, set func(*API)) {
 		fmt.Printf("skipping: the %s e2e tests need root (network namespaces)\n", what)
 		os.Exit(0)
 	}
+	// The tests' own clients log nothing worth reading (and without a
+	// logger controller-runtime prints a stack trace instead).
+	ctrllog.SetLogger(logr.Discard())
 	api, err := StartAPI()
 	if err != nil {
 		fmt.Println(err)
