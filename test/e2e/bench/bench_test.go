@@ -88,8 +88,9 @@ func TestBench(t *testing.T) {
 	rep.dist("node link cut → its next hop gone from the FIB (ms)", cut, "p99 < 1000")
 
 	// Endpoint change with few Services.
-	applied, routed := b.moves(sz.runs)
+	applied, wire, routed := b.moves(sz.runs)
 	rep.dist("Local endpoint moves node → in the new node's nftables (ms), few Services", applied, "— (the agent's kernel write alone: < 10)")
+	rep.dist("Local endpoint moves node → the new path received by the router (ms), few Services", wire, "—")
 	rep.dist("Local endpoint moves node → FIB switched (ms), few Services", routed, "≤ 75")
 
 	// A burst of creates.
@@ -118,8 +119,9 @@ func TestBench(t *testing.T) {
 	rep.mem(fmt.Sprintf("memory (VmRSS) at %d Services (MiB)", b.n), l, "—")
 	go b.profiles(l, 8*time.Second, "idle")
 	rep.text(fmt.Sprintf("manager CPU idle at %d Services (%% of one core)", b.n), b.idleCPU(l, 10*time.Second), "—")
-	applied, routed = b.moves(sz.runs)
+	applied, wire, routed = b.moves(sz.runs)
 	rep.dist(fmt.Sprintf("Local endpoint moves node → in the new node's nftables (ms), %d Services", b.n), applied, "— (the agent's kernel write alone: < 10)")
+	rep.dist(fmt.Sprintf("Local endpoint moves node → the new path received by the router (ms), %d Services", b.n), wire, "—")
 	rep.dist(fmt.Sprintf("Local endpoint moves node → FIB switched (ms), %d Services", b.n), routed, "≤ 75")
 
 	rep.print(t, fmt.Sprintf("EIPLB_BENCH=%s, sizes runs=%d cuts=%d burst=%d many=%d", mode, sz.runs, sz.cuts, sz.burst, sz.many))
@@ -280,11 +282,20 @@ func (b *bench) burst(n int) ([]time.Duration, time.Duration) {
 // moves moves a Local Service's endpoints between node1 and node2, n times,
 // and returns when the new node had the Service in its rules, and when
 // the FIB switched to it.
-func (b *bench) moves(n int) (applied, routed []time.Duration) {
+func (b *bench) moves(n int) (applied, wire, routed []time.Duration) {
 	s := b.service(true, 1)
 	b.create(s)
 	b.waitGateways(s, cluster.NodeIP(1))
 	ctx := context.Background()
+	// The router logs each path it receives, to the millisecond: that
+	// splits a move into ours (up to the UPDATE on the wire) and FRR's.
+	if _, err := b.l.FRR.Vtysh("configure terminal", "log timestamp precision 3"); err != nil {
+		b.t.Fatal(err)
+	}
+	if _, err := b.l.FRR.Vtysh("debug bgp updates in"); err != nil {
+		b.t.Fatal(err)
+	}
+	defer func() { _, _ = b.l.FRR.Vtysh("no debug bgp updates in") }()
 	for i := range n {
 		to := 2 - i%2 // 2, 1, 2, ...
 		es := cluster.EndpointSlices(s, [2]int{to, 0}, [2]int{to, 1})[0]
@@ -304,9 +315,21 @@ func (b *bench) moves(n int) (applied, routed []time.Duration) {
 		applied = append(applied, at.Sub(t0))
 		b.waitGateways(s, cluster.NodeIP(to))
 		routed = append(routed, time.Since(t0))
+		got, err := cluster.UpdatesReceived(filepath.Join(b.l.FRR.Dir, "bgpd.log"))
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		// The first path received after the change (log times are to the
+		// millisecond: one before t0 is an earlier move's).
+		if k := slices.IndexFunc(got[ipOf(s)], func(at time.Time) bool { return !at.Before(t0.Truncate(time.Millisecond)) }); k >= 0 {
+			wire = append(wire, got[ipOf(s)][k].Sub(t0))
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return applied, routed
+	if len(wire) < n {
+		b.t.Errorf("the router's log showed the new path of %d of %d moves", len(wire), n)
+	}
+	return applied, wire, routed
 }
 
 // watchProgrammed watches node i's nftables for the element changes the

@@ -3,11 +3,9 @@
 package bgp_test
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -26,30 +24,13 @@ import (
 	"github.com/eiplb/eiplb/test/e2e/cluster"
 )
 
-// rcvdRE matches FRR's "debug bgp updates in" line for one received prefix.
-// ("... rcvd 10.200.0.0/32 with addpath ID 3 IPv4 unicast"; withdrawals
-// read "rcvd UPDATE about ... -- withdrawn" and don't match).
-var rcvdRE = regexp.MustCompile(`^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3}) BGP: .* rcvd (\d+\.\d+\.\d+\.\d+)/32 with addpath`)
-
-// wireTimes parses bgpd's log for when each prefix's last next hop arrived
-// (the UPDATE carrying it on the wire, seen by the router).
+// wireTimes: when each prefix's last next hop arrived at the router.
 func wireTimes(t *testing.T, logPath string) map[string]time.Time {
-	f, err := os.Open(logPath)
+	all, err := cluster.UpdatesReceived(logPath)
 	must(t, err)
-	defer f.Close()
 	out := map[string]time.Time{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		m := rcvdRE.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		ts, err := time.ParseInLocation("2006/01/02 15:04:05.000", m[1], time.Local)
-		if err != nil {
-			continue
-		}
-		out[m[2]] = ts // the last UPDATE for a prefix completes it
+	for ip, ts := range all {
+		out[ip] = ts[len(ts)-1] // the last UPDATE for a prefix completes it
 	}
 	return out
 }
