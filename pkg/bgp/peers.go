@@ -31,6 +31,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		delete(s.peers, addr)
+		delete(s.bfdOn, addr)
 		s.removeFilter(ctx, addr)
 		s.log.Info("Removed BGP peer", "peer", addr)
 	}
@@ -43,7 +44,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			s.removeFilter(ctx, addr)
 			continue
 		}
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p)}); err != nil {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, false)}); err != nil {
 			s.removeFilter(ctx, addr)
 			errs = append(errs, fmt.Errorf("adding peer %s: %w", p, err))
 			continue
@@ -66,6 +67,36 @@ func (s *Speaker) GracefulRestart() bool {
 	return false
 }
 
+// BFD starts on a session once it is first established, not when the peer
+// is added. A router keys its BFD session by its local address and
+// interface, which it learns only when BGP comes up: FRR then replaces the
+// session it registered for the peer by a new one. A BFD session that came
+// up with the first one goes down with it, and that resets the BGP session
+// (FRR's side on its own BFD down, ours when told Down); GoBGP, bound to the
+// first session's discriminator, also ignores the new one until its
+// detection time runs out, and resets the session once more. Started after
+// BGP is up (GoBGP's BFD peer sends its first packet a second later), it
+// meets the router's final session. It stays on through later resets: the
+// router keeps that session as it is, and a BFD session coming up again
+// tells it to reconnect at once.
+func (s *Speaker) startBFD(addr netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.peers[addr]
+	if !ok || p.BFD == nil || s.bfdOn[addr] {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, true)}); err != nil {
+		// The next time the session comes up tries again.
+		s.log.Error(err, "Starting BFD failed", "peer", addr)
+		return
+	}
+	s.bfdOn[addr] = true
+	s.log.V(1).Info("Started BFD", "peer", addr)
+}
+
 func peerEqual(a, b Peer) bool {
 	if (a.BFD == nil) != (b.BFD == nil) || (a.BFD != nil && *a.BFD != *b.BFD) {
 		return false
@@ -74,7 +105,8 @@ func peerEqual(a, b Peer) bool {
 	return a == b
 }
 
-func toAPIPeer(p Peer) *api.Peer {
+// toAPIPeer is p for GoBGP, with BFD (if p has it) only when bfd is set.
+func toAPIPeer(p Peer, bfd bool) *api.Peer {
 	out := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
@@ -99,7 +131,7 @@ func toAPIPeer(p Peer) *api.Peer {
 	if p.GracefulRestart {
 		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
 	}
-	if p.BFD != nil {
+	if p.BFD != nil && bfd {
 		out.Bfd = &api.BfdPeerConfig{
 			Enabled:                  true,
 			DesiredMinimumTxInterval: uint32(p.BFD.MinTx / time.Microsecond),
@@ -229,6 +261,14 @@ func (s *Speaker) peerStates(ctx context.Context, counts bool) ([]PeerState, err
 		}
 		out = append(out, st)
 	})
+	s.mu.Lock()
+	for i := range out {
+		// BFD configured but not started yet (see startBFD) is down.
+		if p, ok := s.peers[out[i].Address]; ok && p.BFD != nil && out[i].BFDState == "" {
+			out[i].BFDState = "Down"
+		}
+	}
+	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b PeerState) int { return a.Address.Compare(b.Address) })
 	return out, err
 }

@@ -53,6 +53,9 @@ type Speaker struct {
 	// counts caches PeerStates' advertised-path counts (see there).
 	countsMu sync.Mutex
 	counts   peerCounts
+
+	bfdOn     map[netip.Addr]bool // peers whose BFD has been started (see startBFD)
+	stopWatch context.CancelFunc
 }
 
 type pathKey struct {
@@ -92,22 +95,38 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 		srv.Stop()
 		return nil, fmt.Errorf("starting BGP: %w", err)
 	}
-	return &Speaker{
+	s := &Speaker{
 		srv: srv, log: cfg.Logger,
-		peers:   map[netip.Addr]Peer{},
+		peers:   map[netip.Addr]Peer{}, bfdOn: map[netip.Addr]bool{},
 		owners:  map[string][]Path{},
 		contrib: map[pathKey]map[string]Attributes{},
 		hops:    map[netip.Prefix]map[netip.Addr]struct{}{},
 		sent:    map[pathKey]*sentPath{},
 		ids:     map[netip.Prefix]map[uint32]struct{}{},
 		filters: map[netip.Addr]*peerFilter{}, restricted: map[netip.Prefix][]netip.Addr{},
-	}, nil
+	}
+	watchCtx, stop := context.WithCancel(context.Background())
+	s.stopWatch = stop
+	err = srv.WatchEvent(watchCtx, server.WatchEventMessageCallbacks{
+		OnPeerUpdate: func(e *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+			if e.Type == apiutil.PEER_EVENT_STATE && e.Peer.State.SessionState == bgp.BGP_FSM_ESTABLISHED {
+				s.startBFD(e.Peer.State.NeighborAddress)
+			}
+		},
+	}, server.WatchPeer())
+	if err != nil {
+		stop()
+		srv.Stop()
+		return nil, fmt.Errorf("watching sessions: %w", err)
+	}
+	return s, nil
 }
 
 // Stop ends every session (with a Cease notification) and the server.
 func (s *Speaker) Stop(ctx context.Context) {
 	// Peers are removed one by one first: StopBgp alone leaves a goroutine of
 	// each session's outgoing queue behind in GoBGP v4.8.
+	s.stopWatch()
 	_ = s.SetPeers(ctx, nil)
 	_ = s.srv.StopBgp(ctx, &api.StopBgpRequest{})
 	s.srv.Stop()

@@ -2,6 +2,8 @@ package bgp
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/eiplb/eiplb/pkg/bgp/bgptest"
+	api "github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"go.uber.org/goleak"
 )
@@ -233,4 +236,67 @@ func TestSpeakerPeerRestriction(t *testing.T) {
 	must(t, s.SetPaths("a", restricted()))
 	r1.WaitExactly(t, bgptest.IPv4, "192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.2/32 via 192.168.100.11 id=1")
 	r2.WaitExactly(t, bgptest.IPv4, "192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.2/32 via 192.168.100.11 id=1")
+}
+
+// TestSpeakerBFDStartsOnceEstablished: a peer's BFD stays off until its
+// session is up (reported Down meanwhile), then starts without resetting
+// the session (see startBFD).
+func TestSpeakerBFDStartsOnceEstablished(t *testing.T) {
+	noLeaks(t)
+	r := bgptest.New(t, 65001)
+	l, err := net.Listen("tcp", "127.0.0.3:0")
+	must(t, err)
+	closedPort := l.Addr().(*net.TCPAddr).Port
+	must(t, l.Close())
+	ctx := context.Background()
+	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001, Logger: logr.Discard()})
+	must(t, err)
+	defer s.Stop(ctx)
+	up, down := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.3")
+	peer := func(a netip.Addr, port int) Peer {
+		return Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, IPv4: true,
+			BFD: &BFD{MinTx: 300 * time.Millisecond, MinRx: 300 * time.Millisecond, Multiplier: 3}}
+	}
+	must(t, s.SetPeers(ctx, []Peer{peer(up, r.Port), peer(down, closedPort)}))
+
+	type gobgpPeer struct {
+		bfd   bool
+		state api.PeerState_SessionState
+		flops uint32
+		opens uint64
+	}
+	list := func() map[netip.Addr]gobgpPeer {
+		out := map[netip.Addr]gobgpPeer{}
+		must(t, s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			g := gobgpPeer{bfd: p.Bfd != nil && p.Bfd.Enabled, state: p.State.SessionState, flops: p.State.Flops}
+			if m := p.State.Messages; m != nil && m.Sent != nil {
+				g.opens = m.Sent.Open
+			}
+			out[netip.MustParseAddr(p.Conf.NeighborAddress)] = g
+		}))
+		return out
+	}
+	eventuallyRcv(t, func() string {
+		if g := list()[up]; !g.bfd || g.state != api.PeerState_SESSION_STATE_ESTABLISHED {
+			return fmt.Sprintf("session to the receiver: %+v", g)
+		}
+		return ""
+	})
+	// GoBGP's BFD peer starts sending a second after it is added; the
+	// session must have outlived that, with its first OPEN.
+	time.Sleep(1500 * time.Millisecond)
+	peers := list()
+	if g := peers[up]; g.state != api.PeerState_SESSION_STATE_ESTABLISHED || g.flops != 0 || g.opens != 1 {
+		t.Errorf("session to the receiver was reset when BFD started: %+v", g)
+	}
+	if g := peers[down]; g.bfd {
+		t.Errorf("BFD started on a session that never came up: %+v", g)
+	}
+	st, err := s.PeerStates(ctx)
+	must(t, err)
+	for _, p := range st {
+		if p.Address == down && p.BFDState != "Down" {
+			t.Errorf("BFD of the session that never came up is reported %q, want Down", p.BFDState)
+		}
+	}
 }

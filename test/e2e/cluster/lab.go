@@ -425,7 +425,9 @@ func (l *Lab) Up() {
 	l.WaitSessions(2, 30*time.Second)
 }
 
-// Sessions is the number of BGP sessions the router has established.
+// Sessions is the number of BGP sessions the router has established, with
+// their BFD session up where it has one (BFD is what tells the router in
+// time that a node died).
 func (l *Lab) Sessions() (int, error) {
 	var sum struct {
 		IPv4Unicast struct {
@@ -437,16 +439,28 @@ func (l *Lab) Sessions() (int, error) {
 	if err := l.FRR.VtyshJSON("show bgp summary json", &sum); err != nil {
 		return 0, err
 	}
+	var bfd []struct {
+		Peer   string `json:"peer"`
+		Status string `json:"status"`
+	}
+	if err := l.FRR.VtyshJSON("show bfd peers json", &bfd); err != nil {
+		return 0, err
+	}
+	bfdUp := map[string]bool{}
+	for _, b := range bfd {
+		bfdUp[b.Peer] = bfdUp[b.Peer] || b.Status == "up"
+	}
 	n := 0
-	for _, p := range sum.IPv4Unicast.Peers {
-		if p.State == "Established" {
+	for addr, p := range sum.IPv4Unicast.Peers {
+		if up, ok := bfdUp[addr]; p.State == "Established" && (!ok || up) {
 			n++
 		}
 	}
 	return n, nil
 }
 
-// WaitSessions waits until the router has n sessions established.
+// WaitSessions waits until the router has n sessions established (see
+// Sessions).
 func (l *Lab) WaitSessions(n int, timeout time.Duration) {
 	l.T.Helper()
 	deadline := time.Now().Add(timeout)
