@@ -97,7 +97,8 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 	}
 	s := &Speaker{
 		srv: srv, log: cfg.Logger,
-		peers:   map[netip.Addr]Peer{}, bfdOn: map[netip.Addr]bool{},
+		peers:   map[netip.Addr]Peer{},
+		bfdOn:   map[netip.Addr]bool{},
 		owners:  map[string][]Path{},
 		contrib: map[pathKey]map[string]Attributes{},
 		hops:    map[netip.Prefix]map[netip.Addr]struct{}{},
