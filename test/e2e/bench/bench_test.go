@@ -67,8 +67,9 @@ func TestBench(t *testing.T) {
 	var rep report
 
 	// Service → routed, one at a time, nothing else present.
-	routed, calls := b.ones(sz.runs)
+	routed, wire, calls := b.ones(sz.runs)
 	rep.dist("one Service created → all 3 next hops in the router's FIB (ms)", routed, "p99 ≤ 75")
+	rep.dist("one Service created → its first path received by the router (ms)", wire, "—")
 	rep.dist("(the API server's Service create call itself, not counted above) (ms)", calls, "—")
 
 	// Node death.
@@ -97,8 +98,9 @@ func TestBench(t *testing.T) {
 	lat, lag := b.burst(sz.burst)
 	rep.dist(fmt.Sprintf("burst of %d created at once: each Service → routed (ms)", sz.burst), lat, "—")
 	rep.one(fmt.Sprintf("burst of %d: lag after the last create until all routed (ms)", sz.burst), lag, "≤ 1000")
-	routed, calls = b.ones(sz.runs)
+	routed, wire, calls = b.ones(sz.runs)
 	rep.dist(fmt.Sprintf("one Service → routed with %d present (ms)", b.n), routed, "no change from empty")
+	rep.dist(fmt.Sprintf("one Service → its first path received by the router with %d present (ms)", b.n), wire, "—")
 	rep.dist(fmt.Sprintf("(the API server's Service create call with %d present) (ms)", b.n), calls, "—")
 	rep.mem(fmt.Sprintf("memory (VmRSS) at %d Services (MiB)", b.n), l, "manager ≤ 100, agent ≤ 40")
 	idle1 := b.idleCPU(l, 10*time.Second)
@@ -215,14 +217,45 @@ func (b *bench) waitGateways(s *corev1.Service, want ...string) {
 // ones creates n Services one at a time, each with endpoints on every node,
 // and returns create → all three next hops in the FIB, and how long the
 // API server took for the create call itself.
-func (b *bench) ones(n int) (routed, calls []time.Duration) {
+func (b *bench) ones(n int) (routed, wire, calls []time.Duration) {
+	defer b.logUpdates()()
+	created := map[string]time.Time{}
 	for range n {
 		s := b.service(false, 1, 2, 3)
 		t0, call := b.create(s)
 		routed = append(routed, b.routed(s, 3).Sub(t0))
 		calls = append(calls, call)
+		created[ipOf(s)] = t0
 	}
-	return routed, calls
+	got, err := cluster.UpdatesReceived(filepath.Join(b.l.FRR.Dir, "bgpd.log"))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for ip, t0 := range created {
+		// Log times are to the millisecond; an earlier holder of the
+		// address has times before t0.
+		at := got[ip]
+		if k := slices.IndexFunc(at, func(at time.Time) bool { return !at.Before(t0.Truncate(time.Millisecond)) }); k >= 0 {
+			wire = append(wire, at[k].Sub(t0))
+		}
+	}
+	if len(wire) < n {
+		b.t.Errorf("the router's log showed a path of %d of %d new Services", len(wire), n)
+	}
+	return routed, wire, calls
+}
+
+// logUpdates has the router log each path it receives, to the millisecond
+// (see cluster.UpdatesReceived), until the returned func is called: that
+// splits a change into ours (up to the UPDATE on the wire) and FRR's.
+func (b *bench) logUpdates() (stop func()) {
+	if _, err := b.l.FRR.Vtysh("configure terminal", "log timestamp precision 3"); err != nil {
+		b.t.Fatal(err)
+	}
+	if _, err := b.l.FRR.Vtysh("debug bgp updates in"); err != nil {
+		b.t.Fatal(err)
+	}
+	return func() { _, _ = b.l.FRR.Vtysh("no debug bgp updates in") }
 }
 
 // burst creates n Services from 8 workers and returns each one's create
@@ -287,15 +320,7 @@ func (b *bench) moves(n int) (applied, wire, routed []time.Duration) {
 	b.create(s)
 	b.waitGateways(s, cluster.NodeIP(1))
 	ctx := context.Background()
-	// The router logs each path it receives, to the millisecond: that
-	// splits a move into ours (up to the UPDATE on the wire) and FRR's.
-	if _, err := b.l.FRR.Vtysh("configure terminal", "log timestamp precision 3"); err != nil {
-		b.t.Fatal(err)
-	}
-	if _, err := b.l.FRR.Vtysh("debug bgp updates in"); err != nil {
-		b.t.Fatal(err)
-	}
-	defer func() { _, _ = b.l.FRR.Vtysh("no debug bgp updates in") }()
+	defer b.logUpdates()()
 	for i := range n {
 		to := 2 - i%2 // 2, 1, 2, ...
 		es := cluster.EndpointSlices(s, [2]int{to, 0}, [2]int{to, 1})[0]
