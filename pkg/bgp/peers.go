@@ -158,82 +158,17 @@ func toAPIPeer(p Peer, bfd bool) *api.Peer {
 	return out
 }
 
-// Counting the paths advertised to each peer walks every path through the
-// export filters inside GoBGP's main loop, which meanwhile takes no path
-// change: about half a second at 10,000 Services (make bench, idle CPU
-// profile). Asked for at every status write (the lab's 200 ms) it cost a
-// manager a third of a core, and during churn it delayed announcements.
-// PeerStates reads the session states at every call, and the counts only
-// when countDue says so: once the sessions and the path table have been
-// quiet for CountsSettle (a count taken the moment a session comes up can
-// miss the table GoBGP is about to send), and every CountsEvery in any case,
-// also while they keep changing.
-const (
-	CountsEvery  = 30 * time.Second
-	CountsSettle = 2 * time.Second
-)
-
-type peerCounts struct {
-	at      time.Time // of the last count
-	changed time.Time // last call that saw the sessions or the path table differ
-	paths   int       // paths in GoBGP at the last call
-	states  map[netip.Addr]string
-	sent    map[netip.Addr]uint64
-}
-
-// countDue: whether a call at now counts the paths sent, given the last
-// count at and the last change seen.
-func countDue(now, at, changed time.Time) bool {
-	if at.IsZero() || now.Sub(at) >= CountsEvery {
-		return true
-	}
-	if !changed.Add(CountsSettle).After(at) {
-		return false // counted after the last change had settled
-	}
-	return now.Sub(changed) >= CountsSettle
-}
-
-// PeerStates reports every session, by address.
+// PeerStates reports every session, by address. PrefixesSent is counted
+// from the speaker's own table: for each family the session negotiated,
+// every path not kept from the peer by a restriction if the session
+// negotiated ADD-PATH (send), one per prefix otherwise. That is the count
+// GoBGP gives, but GoBGP takes it by running every path through the export
+// policies inside its main loop, which meanwhile takes no path change:
+// about half a second at 10,000 Services, which delayed announcements.
 func (s *Speaker) PeerStates(ctx context.Context) ([]PeerState, error) {
-	s.countsMu.Lock()
-	defer s.countsMu.Unlock()
-	out, err := s.peerStates(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	paths := len(s.sent)
-	s.mu.Unlock()
-	now := time.Now()
-	c := &s.counts
-	changed := paths != c.paths || len(out) != len(c.states)
-	for _, st := range out {
-		changed = changed || c.states[st.Address] != st.State
-	}
-	if changed {
-		c.changed, c.paths, c.states = now, paths, make(map[netip.Addr]string, len(out))
-		for _, st := range out {
-			c.states[st.Address] = st.State
-		}
-	}
-	if countDue(now, c.at, c.changed) {
-		if out, err = s.peerStates(ctx, true); err != nil {
-			return nil, err
-		}
-		c.at, c.sent = now, make(map[netip.Addr]uint64, len(out))
-		for _, st := range out {
-			c.sent[st.Address] = st.PrefixesSent
-		}
-	}
-	for i := range out {
-		out[i].PrefixesSent = c.sent[out[i].Address]
-	}
-	return out, nil
-}
-
-func (s *Speaker) peerStates(ctx context.Context, counts bool) ([]PeerState, error) {
 	var out []PeerState
-	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: counts}, func(p *api.Peer) {
+	neg := map[netip.Addr]negotiated{}
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 		st := PeerState{State: "Unknown"}
 		if p.Conf != nil {
 			st.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
@@ -246,6 +181,7 @@ func (s *Speaker) peerStates(ctx context.Context, counts bool) ([]PeerState, err
 			if b := p.State.BfdState; b != nil {
 				st.BFDState = bfdState(b.SessionState)
 			}
+			neg[st.Address] = negotiation(p.State.LocalCap, p.State.RemoteCap)
 		}
 		if p.Timers != nil && p.Timers.State != nil {
 			if st.Established() && p.Timers.State.Uptime != nil {
@@ -254,23 +190,100 @@ func (s *Speaker) peerStates(ctx context.Context, counts bool) ([]PeerState, err
 				st.Since = p.Timers.State.Downtime.AsTime()
 			}
 		}
-		for _, a := range p.AfiSafis {
-			if a.State != nil {
-				st.PrefixesSent += a.State.Advertised
-			}
-		}
 		out = append(out, st)
 	})
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i := range out {
-		// BFD configured but not started yet (see startBFD) is down.
-		if p, ok := s.peers[out[i].Address]; ok && p.BFD != nil && out[i].BFDState == "" {
-			out[i].BFDState = "Down"
+		st := &out[i]
+		p, ok := s.peers[st.Address]
+		if !ok {
+			continue
+		}
+		if p.BFD != nil && st.BFDState == "" {
+			st.BFDState = "Down" // configured, not started yet (see startBFD)
+		}
+		if st.Established() {
+			st.PrefixesSent = s.sentTo(p, neg[st.Address])
 		}
 	}
-	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b PeerState) int { return a.Address.Compare(b.Address) })
-	return out, err
+	return out, nil
+}
+
+// negotiated is what a session agreed on, per family (index: isV6).
+type negotiated struct {
+	family, addPathSend [2]bool
+}
+
+func negotiation(local, remote []*api.Capability) negotiated {
+	type caps struct{ mp, send, receive [2]bool }
+	read := func(cs []*api.Capability) (c caps) {
+		for _, cp := range cs {
+			if mp := cp.GetMultiProtocol(); mp != nil {
+				if i, ok := unicastFamily(mp.GetFamily()); ok {
+					c.mp[i] = true
+				}
+			}
+			for _, t := range cp.GetAddPath().GetTuples() {
+				if i, ok := unicastFamily(t.GetFamily()); ok {
+					m := t.GetMode()
+					c.send[i] = c.send[i] || m == api.AddPathCapabilityTuple_MODE_SEND || m == api.AddPathCapabilityTuple_MODE_BOTH
+					c.receive[i] = c.receive[i] || m == api.AddPathCapabilityTuple_MODE_RECEIVE || m == api.AddPathCapabilityTuple_MODE_BOTH
+				}
+			}
+		}
+		return c
+	}
+	l, r := read(local), read(remote)
+	var n negotiated
+	for i := range 2 {
+		n.family[i] = l.mp[i] && r.mp[i]
+		n.addPathSend[i] = n.family[i] && l.send[i] && r.receive[i]
+	}
+	return n
+}
+
+func unicastFamily(f *api.Family) (int, bool) {
+	if f.GetSafi() != api.Family_SAFI_UNICAST {
+		return 0, false
+	}
+	switch f.GetAfi() {
+	case api.Family_AFI_IP:
+		return 0, true
+	case api.Family_AFI_IP6:
+		return 1, true
+	}
+	return 0, false
+}
+
+// sentTo counts the paths the table sends to p (see PeerStates). Called
+// with s.mu held.
+func (s *Speaker) sentTo(p Peer, n negotiated) uint64 {
+	denied := map[netip.Prefix]bool{}
+	if f := s.filters[p.Address]; f != nil {
+		denied = f.denied
+	}
+	var count uint64
+	prefixes := map[netip.Prefix]struct{}{}
+	for k := range s.sent {
+		fam := 0
+		if k.prefix.Addr().Is6() {
+			fam = 1
+		}
+		if !n.family[fam] || denied[k.prefix] {
+			continue
+		}
+		if n.addPathSend[fam] {
+			count++
+		} else {
+			prefixes[k.prefix] = struct{}{}
+		}
+	}
+	return count + uint64(len(prefixes))
 }
 
 func sessionState(s api.PeerState_SessionState) string {

@@ -50,10 +50,6 @@ type Speaker struct {
 	filterSeq  int                           // names filters uniquely
 	restricted map[netip.Prefix][]netip.Addr // prefix → the only peers it may go to
 
-	// counts caches PeerStates' advertised-path counts (see there).
-	countsMu sync.Mutex
-	counts   peerCounts
-
 	bfdOn     map[netip.Addr]bool // peers whose BFD has been started (see startBFD)
 	stopWatch context.CancelFunc
 }

@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -299,4 +300,55 @@ func TestSpeakerBFDStartsOnceEstablished(t *testing.T) {
 			t.Errorf("BFD of the session that never came up is reported %q, want Down", p.BFDState)
 		}
 	}
+}
+
+// TestPeerStatesCountLikeGoBGP: the paths-sent count taken from the
+// speaker's table equals the one GoBGP takes from its own (which stalls its
+// main loop), with ADD-PATH and without, restrictions and both families.
+func TestPeerStatesCountLikeGoBGP(t *testing.T) {
+	noLeaks(t)
+	r1 := bgptest.NewAt(t, "127.0.0.1", 65001)
+	r2 := bgptest.NewAt(t, "127.0.0.2", 65001)
+	ctx := context.Background()
+	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001, Logger: logr.Discard()})
+	must(t, err)
+	defer s.Stop(ctx)
+	one, two := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	peer := func(a netip.Addr, port int, addPath uint8) Peer {
+		return Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, AddPathSendMax: addPath, IPv4: true, IPv6: true}
+	}
+	// r2 gets one path per prefix: no ADD-PATH send.
+	must(t, s.SetPeers(ctx, []Peer{peer(one, r1.Port, 16), peer(two, r2.Port, 1)}))
+	onlyOne := p("192.0.2.9/32", "192.168.100.11")
+	onlyOne.Peers = []netip.Addr{one}
+	must(t, s.SetPaths("a", []Path{
+		p("192.0.2.1/32", "192.168.100.11"), p("192.0.2.1/32", "192.168.100.12"), p("192.0.2.1/32", "192.168.100.13"),
+		p("192.0.2.2/32", "192.168.100.11"),
+		p("2001:db8::1/128", "fd00:100::11"), p("2001:db8::1/128", "fd00:100::12"),
+		onlyOne,
+	}))
+	gobgp := func() map[netip.Addr]uint64 {
+		out := map[netip.Addr]uint64{}
+		must(t, s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+			for _, a := range p.AfiSafis {
+				out[netip.MustParseAddr(p.Conf.NeighborAddress)] += a.GetState().GetAdvertised()
+			}
+		}))
+		return out
+	}
+	want := map[netip.Addr]uint64{one: 7, two: 3} // r1: 3+1+2+1; r2: 192.0.2.1, .2, 2001:db8::1
+	eventuallyRcv(t, func() string {
+		st, err := s.PeerStates(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		ours := map[netip.Addr]uint64{}
+		for _, p := range st {
+			ours[p.Address] = p.PrefixesSent
+		}
+		if theirs := gobgp(); !maps.Equal(ours, want) || !maps.Equal(theirs, want) {
+			return fmt.Sprintf("paths sent: ours %v, GoBGP's %v, want %v", ours, theirs, want)
+		}
+		return ""
+	})
 }
