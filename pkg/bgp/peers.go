@@ -261,29 +261,27 @@ func unicastFamily(f *api.Family) (int, bool) {
 }
 
 // sentTo counts the paths the table sends to p (see PeerStates). Called
-// with s.mu held.
+// with s.mu held. s.ids has each prefix's paths in s.sent.
 func (s *Speaker) sentTo(p Peer, n negotiated) uint64 {
-	denied := map[netip.Prefix]bool{}
+	var denied map[netip.Prefix]bool
 	if f := s.filters[p.Address]; f != nil {
 		denied = f.denied
 	}
 	var count uint64
-	prefixes := map[netip.Prefix]struct{}{}
-	for k := range s.sent {
+	for prefix, ids := range s.ids {
 		fam := 0
-		if k.prefix.Addr().Is6() {
+		if prefix.Addr().Is6() {
 			fam = 1
 		}
-		if !n.family[fam] || denied[k.prefix] {
-			continue
-		}
-		if n.addPathSend[fam] {
+		switch {
+		case !n.family[fam] || denied[prefix]:
+		case n.addPathSend[fam]:
+			count += uint64(len(ids))
+		default:
 			count++
-		} else {
-			prefixes[k.prefix] = struct{}{}
 		}
 	}
-	return count + uint64(len(prefixes))
+	return count
 }
 
 func sessionState(s api.PeerState_SessionState) string {
