@@ -55,13 +55,15 @@ func Main(m *testing.M, what string, set func(*API)) {
 	os.Exit(code)
 }
 
-// FRRConfig peers the router with the managers at the given addresses.
-// extra lines go into each neighbor's configuration ("bfd profile fast",
+// FRRConfig peers the router with the managers at the given addresses,
+// sending them nothing (docs/bgp.md, router configuration). extra lines go into each neighbor's configuration ("bfd profile fast",
 // "password x").
 func FRRConfig(managers []string, extra ...string) string {
 	c := `frr defaults datacenter
 hostname rtr
 log stdout
+!
+route-map EIPLB-OUT deny 10
 !
 bfd
  profile fast
@@ -83,11 +85,15 @@ router bgp 65000
 	}
 	c += ` address-family ipv4 unicast
   maximum-paths 16
- exit-address-family
+`
+	for _, m := range managers {
+		c += fmt.Sprintf("  neighbor %s route-map EIPLB-OUT out\n", m)
+	}
+	c += ` exit-address-family
  address-family ipv6 unicast
 `
 	for _, m := range managers {
-		c += fmt.Sprintf("  neighbor %s activate\n", m)
+		c += fmt.Sprintf("  neighbor %s activate\n  neighbor %s route-map EIPLB-OUT out\n", m, m)
 	}
 	c += `  maximum-paths 16
  exit-address-family
