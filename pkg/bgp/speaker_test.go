@@ -203,21 +203,31 @@ func noLeaks(t *testing.T) {
 	})
 }
 
-// TestSpeakerPeerRestriction: a prefix restricted to some peers reaches only
-// them, and moving the restriction moves the prefix.
-func TestSpeakerPeerRestriction(t *testing.T) {
+// twoRouters starts two receivers, on 127.0.0.1 (one) and 127.0.0.2 (two),
+// and a speaker that stops when the test ends, and checks for leaked
+// goroutines then.
+func twoRouters(t *testing.T) (s *Speaker, r1, r2 *bgptest.Receiver, one, two netip.Addr) {
 	noLeaks(t)
-	r1 := bgptest.NewAt(t, "127.0.0.1", 65001)
-	r2 := bgptest.NewAt(t, "127.0.0.2", 65001)
+	r1 = bgptest.NewAt(t, "127.0.0.1", 65001)
+	r2 = bgptest.NewAt(t, "127.0.0.2", 65001)
 	ctx := context.Background()
 	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001, Logger: logr.Discard()})
 	must(t, err)
-	defer s.Stop(ctx)
-	one, two := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-	peer := func(a netip.Addr, port int) Peer {
-		return Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, AddPathSendMax: 16, IPv4: true, IPv6: true}
-	}
-	must(t, s.SetPeers(ctx, []Peer{peer(one, r1.Port), peer(two, r2.Port)}))
+	t.Cleanup(func() { s.Stop(ctx) })
+	return s, r1, r2, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+}
+
+// routerPeer is a receiver as the speaker's peer, with both families.
+func routerPeer(a netip.Addr, port int, addPath uint8) Peer {
+	return Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, AddPathSendMax: addPath, IPv4: true, IPv6: true}
+}
+
+// TestSpeakerPeerRestriction: a prefix restricted to some peers reaches only
+// them, and moving the restriction moves the prefix.
+func TestSpeakerPeerRestriction(t *testing.T) {
+	s, r1, r2, one, two := twoRouters(t)
+	ctx := context.Background()
+	must(t, s.SetPeers(ctx, []Peer{routerPeer(one, r1.Port, 16), routerPeer(two, r2.Port, 16)}))
 	restricted := func(to ...netip.Addr) []Path {
 		a := p("192.0.2.1/32", "192.168.100.11")
 		a.Peers = to
@@ -306,19 +316,10 @@ func TestSpeakerBFDStartsOnceEstablished(t *testing.T) {
 // speaker's table equals the one GoBGP takes from its own (which stalls its
 // main loop), with ADD-PATH and without, restrictions and both families.
 func TestPeerStatesCountLikeGoBGP(t *testing.T) {
-	noLeaks(t)
-	r1 := bgptest.NewAt(t, "127.0.0.1", 65001)
-	r2 := bgptest.NewAt(t, "127.0.0.2", 65001)
+	s, r1, r2, one, two := twoRouters(t)
 	ctx := context.Background()
-	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001, Logger: logr.Discard()})
-	must(t, err)
-	defer s.Stop(ctx)
-	one, two := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-	peer := func(a netip.Addr, port int, addPath uint8) Peer {
-		return Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, AddPathSendMax: addPath, IPv4: true, IPv6: true}
-	}
 	// r2 gets one path per prefix: no ADD-PATH send.
-	must(t, s.SetPeers(ctx, []Peer{peer(one, r1.Port, 16), peer(two, r2.Port, 1)}))
+	must(t, s.SetPeers(ctx, []Peer{routerPeer(one, r1.Port, 16), routerPeer(two, r2.Port, 1)}))
 	onlyOne := p("192.0.2.9/32", "192.168.100.11")
 	onlyOne.Peers = []netip.Addr{one}
 	must(t, s.SetPaths("a", []Path{
