@@ -3,6 +3,8 @@ package bgp
 import (
 	"net/netip"
 	"testing"
+
+	api "github.com/osrg/gobgp/v4/api"
 )
 
 // BenchmarkSentTo: counting the paths sent to one peer at 10,000 Services
@@ -35,5 +37,40 @@ func BenchmarkSentTo(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestNegotiation(t *testing.T) {
+	fam := func(afi api.Family_Afi) *api.Family { return &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST} }
+	mp := func(afi api.Family_Afi) *api.Capability {
+		return &api.Capability{Cap: &api.Capability_MultiProtocol{MultiProtocol: &api.MultiProtocolCapability{Family: fam(afi)}}}
+	}
+	addPath := func(afi api.Family_Afi, mode api.AddPathCapabilityTuple_Mode) *api.Capability {
+		return &api.Capability{Cap: &api.Capability_AddPath{AddPath: &api.AddPathCapability{Tuples: []*api.AddPathCapabilityTuple{{Family: fam(afi), Mode: mode}}}}}
+	}
+	v4, v6 := api.Family_AFI_IP, api.Family_AFI_IP6
+	for _, c := range []struct {
+		name          string
+		local, remote []*api.Capability
+		want          negotiated
+	}{
+		{"both families, ADD-PATH send against receive for IPv4 only",
+			[]*api.Capability{mp(v4), mp(v6), addPath(v4, api.AddPathCapabilityTuple_MODE_SEND), addPath(v6, api.AddPathCapabilityTuple_MODE_SEND)},
+			[]*api.Capability{mp(v4), mp(v6), addPath(v4, api.AddPathCapabilityTuple_MODE_BOTH)},
+			negotiated{family: [2]bool{true, true}, addPathSend: [2]bool{true, false}}},
+		{"the remote has IPv4 only",
+			[]*api.Capability{mp(v4), mp(v6)}, []*api.Capability{mp(v4)},
+			negotiated{family: [2]bool{true, false}}},
+		{"the remote sends no multiprotocol capability: IPv4 unicast",
+			[]*api.Capability{mp(v4), mp(v6), addPath(v4, api.AddPathCapabilityTuple_MODE_SEND)}, nil,
+			negotiated{family: [2]bool{true, false}}},
+		{"ADD-PATH receive on both sides is not send",
+			[]*api.Capability{mp(v4), addPath(v4, api.AddPathCapabilityTuple_MODE_RECEIVE)},
+			[]*api.Capability{mp(v4), addPath(v4, api.AddPathCapabilityTuple_MODE_RECEIVE)},
+			negotiated{family: [2]bool{true, false}}},
+	} {
+		if got := negotiation(c.local, c.remote); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
 	}
 }

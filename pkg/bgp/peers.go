@@ -222,8 +222,10 @@ type negotiated struct {
 func negotiation(local, remote []*api.Capability) negotiated {
 	type caps struct{ mp, send, receive [2]bool }
 	read := func(cs []*api.Capability) (c caps) {
+		anyMP := false
 		for _, cp := range cs {
 			if mp := cp.GetMultiProtocol(); mp != nil {
+				anyMP = true
 				if i, ok := unicastFamily(mp.GetFamily()); ok {
 					c.mp[i] = true
 				}
@@ -236,6 +238,9 @@ func negotiation(local, remote []*api.Capability) negotiated {
 				}
 			}
 		}
+		// A speaker without multiprotocol capabilities speaks IPv4
+		// unicast (RFC 4760).
+		c.mp[0] = c.mp[0] || !anyMP
 		return c
 	}
 	l, r := read(local), read(remote)
