@@ -68,11 +68,13 @@ func TestScenarios(t *testing.T) {
 		if len(seen) != 6 {
 			t.Fatalf("pods that answered: %v, want all 6", seen)
 		}
-		for pod, src := range seen {
-			// Local pods see the client; remote ones the node that
-			// forwarded (masquerade), so replies go back the same way.
-			if src != cluster.ClientIP && !strings.HasPrefix(src, "192.168.100.1") {
-				t.Errorf("%s saw %s: neither the client nor a node", pod, src)
+		for pod, srcs := range seen {
+			for src := range srcs {
+				// Local pods see the client; remote ones the node that
+				// forwarded (masquerade), so replies go back the same way.
+				if src != cluster.ClientIP && !strings.HasPrefix(src, "192.168.100.1") {
+					t.Errorf("%s saw %s: neither the client nor a node", pod, src)
+				}
 			}
 		}
 	})
@@ -93,9 +95,11 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("weights %v, want node1 twice node2 (2 endpoints against 1)", w)
 		}
 		seen := answers(t, l, ip, 80, 60)
-		for pod, src := range seen {
-			if src != cluster.ClientIP {
-				t.Errorf("%s saw %s, want the client's address %s", pod, src, cluster.ClientIP)
+		for pod, srcs := range seen {
+			for src := range srcs {
+				if src != cluster.ClientIP {
+					t.Errorf("%s saw %s, want the client's address %s", pod, src, cluster.ClientIP)
+				}
 			}
 			if pod == "pod21" || strings.HasPrefix(pod, "pod3") {
 				t.Errorf("%s answered but is not an endpoint", pod)
@@ -275,9 +279,11 @@ func TestScenarios(t *testing.T) {
 		if len(seen) != 6 {
 			t.Errorf("pods that answered over IPv6: %v, want all 6", seen)
 		}
+		// A request reaches a pod of the node the router chose (one in
+		// three) with the client's address, any other masqueraded.
 		sawClient := false
-		for _, src := range seen {
-			sawClient = sawClient || src == cluster.ClientIP6
+		for _, srcs := range seen {
+			sawClient = sawClient || srcs[cluster.ClientIP6]
 		}
 		if !sawClient {
 			t.Errorf("no pod saw the client's IPv6 address: %v", seen)
@@ -443,11 +449,11 @@ func TestScenarios(t *testing.T) {
 	})
 }
 
-// answers sends n requests to ip:port and returns which pod saw which
-// client address.
-func answers(t *testing.T, l *cluster.Lab, ip string, port, n int) map[string]string {
+// answers sends n requests to ip:port and returns, by pod, every client
+// address it saw.
+func answers(t *testing.T, l *cluster.Lab, ip string, port, n int) map[string]map[string]bool {
 	t.Helper()
-	seen := map[string]string{}
+	seen := map[string]map[string]bool{}
 	for range n {
 		out, err := l.Get(ip, port)
 		if err != nil {
@@ -457,7 +463,10 @@ func answers(t *testing.T, l *cluster.Lab, ip string, port, n int) map[string]st
 		if len(f) != 2 {
 			t.Fatalf("answer %q", out)
 		}
-		seen[f[0]] = f[1]
+		if seen[f[0]] == nil {
+			seen[f[0]] = map[string]bool{}
+		}
+		seen[f[0]][f[1]] = true
 	}
 	return seen
 }
