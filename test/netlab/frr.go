@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,19 +102,7 @@ func (l *Lab) StartFRR(ns *NS, config string) *FRR {
 
 	zserv := filepath.Join(f.Dir, "zserv.api")
 	for _, d := range daemons {
-		args := []string{filepath.Join(FRRDir, d),
-			"-N", f.Pathspace,
-			"-f", conf,
-			"-i", filepath.Join(f.Dir, d+".pid"),
-			"--vty_socket", f.Dir,
-			"-z", zserv,
-			"-P", "0", // no vty TCP port
-			"--log", "stdout",
-		}
-		if d == "bfdd" {
-			args = append(args, "--bfdctl", filepath.Join(f.Dir, "bfdd.sock"))
-		}
-		p, err := l.startProc(ns, d, filepath.Join(f.Dir, d+".log"), filepath.Join(f.Dir, d+".pid"), args...)
+		p, err := f.startDaemon(d)
 		if err != nil {
 			l.t.Fatalf("netlab: %v", err)
 		}
@@ -144,6 +133,53 @@ func (l *Lab) StartFRR(ns *NS, config string) *FRR {
 		l.t.Fatalf("netlab: FRR in %s: %v", ns.Name, err)
 	}
 	return f
+}
+
+// startDaemon starts one of FRR's daemons (zebra, bgpd, bfdd) in the
+// foreground, with the instance's config, path space and sockets.
+func (f *FRR) startDaemon(d string) (*proc, error) {
+	args := []string{filepath.Join(FRRDir, d),
+		"-N", f.Pathspace,
+		"-f", filepath.Join(f.Dir, "frr.conf"),
+		"-i", filepath.Join(f.Dir, d+".pid"),
+		"--vty_socket", f.Dir,
+		"-z", filepath.Join(f.Dir, "zserv.api"),
+		"-P", "0", // no vty TCP port
+		"--log", "stdout",
+	}
+	if d == "bfdd" {
+		args = append(args, "--bfdctl", filepath.Join(f.Dir, "bfdd.sock"))
+	}
+	return f.NS.lab.startProc(f.NS, d, filepath.Join(f.Dir, d+".log"), filepath.Join(f.Dir, d+".pid"), args...)
+}
+
+// RestartDaemon stops one of FRR's daemons (say "bfdd", as a router whose
+// BFD process restarts) and starts it again with the same configuration,
+// waiting until vtysh reaches it.
+func (f *FRR) RestartDaemon(d string) {
+	t := f.NS.lab.t
+	t.Helper()
+	i := slices.IndexFunc(f.procs, func(p *proc) bool { return strings.HasPrefix(p.name, d+" ") })
+	if i < 0 {
+		t.Fatalf("netlab: no FRR daemon %q", d)
+	}
+	f.procs[i].stop()
+	_ = os.Remove(filepath.Join(f.Dir, d+".vty"))
+	p, err := f.startDaemon(d)
+	if err != nil {
+		t.Fatalf("netlab: %v", err)
+	}
+	f.procs[i] = p
+	err = waitFor(20*time.Second, f.procs, func() error {
+		if err := fileExists(filepath.Join(f.Dir, d+".vty"))(); err != nil {
+			return err
+		}
+		_, err := f.Vtysh("show version")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("netlab: %s restarted in %s: %v", d, f.NS.Name, err)
+	}
 }
 
 // Vtysh runs `vtysh --vty_socket <dir> -c cmd1 -c cmd2 ...` (bounded by

@@ -140,6 +140,50 @@ func TestFRRBFD(t *testing.T) {
 	}
 }
 
+// TestFRRBFDRestart: when the router's BFD daemon restarts, the session is
+// reset once (BFD went silent) and comes back with BFD, without a second
+// reset when the router sets its BFD session up again.
+func TestFRRBFDRestart(t *testing.T) {
+	tp := newTopo(t)
+	frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}, "bfd profile fast"))
+	basics(t, func(p *v1alpha1.BGPPeer) {
+		p.Spec.BFD = &v1alpha1.BFD{Enabled: true, MinTxInterval: &metav1.Duration{Duration: 100 * time.Millisecond},
+			MinRxInterval: &metav1.Duration{Duration: 100 * time.Millisecond}, Multiplier: ptr.To[int32](3)}
+	})
+	api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+	bfdUp := func() string {
+		out, _ := frr.Vtysh("show bfd peers brief")
+		p := &v1alpha1.BGPPeer{}
+		must(t, api.Client.Get(ctx, client.ObjectKey{Name: "rtr"}, p))
+		if strings.Contains(out, "192.168.100.11") && strings.Contains(out, "up") &&
+			len(p.Status.Sessions) == 1 && p.Status.Sessions[0].BFDState == "Up" && p.Status.Sessions[0].State == "Established" {
+			return ""
+		}
+		return fmt.Sprintf("FRR BFD: %s\neiplb: %+v", out, p.Status.Sessions)
+	}
+	type counters struct {
+		State       string `json:"bgpState"`
+		Established int    `json:"connectionsEstablished"`
+		Dropped     int    `json:"connectionsDropped"`
+	}
+	session := func() counters {
+		var nbr map[string]counters
+		must(t, frr.VtyshJSON("show bgp neighbors 192.168.100.11", &nbr))
+		return nbr["192.168.100.11"]
+	}
+	eventually(t, 15*time.Second, bfdUp)
+	time.Sleep(4 * time.Second)
+	before := session()
+	frr.RestartDaemon("bfdd")
+	eventually(t, 30*time.Second, bfdUp)
+	time.Sleep(4 * time.Second)
+	after := session()
+	t.Logf("FRR's session before the restart %+v, after %+v", before, after)
+	if after.State != "Established" || after.Dropped-before.Dropped > 1 || after.Established-before.Established > 1 {
+		t.Errorf("the session was reset more than once: before %+v, after %+v", before, after)
+	}
+}
+
 // TestFRRMD5: the session comes up with the Secret's password and not with
 // a wrong one.
 func TestFRRMD5(t *testing.T) {
