@@ -88,39 +88,18 @@ func TestFRRECMP(t *testing.T) {
 // session, and when the manager freezes (its TCP session stays open, only
 // BFD can tell) FRR drops the session and the route within a second.
 func TestFRRBFD(t *testing.T) {
-	tp := newTopo(t)
-	frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}, "bfd profile fast"))
-	basics(t, func(p *v1alpha1.BGPPeer) {
-		p.Spec.BFD = &v1alpha1.BFD{Enabled: true, MinTxInterval: &metav1.Duration{Duration: 100 * time.Millisecond},
-			MinRxInterval: &metav1.Duration{Duration: 100 * time.Millisecond}, Multiplier: ptr.To[int32](3)}
-	})
+	tp, frr := bfdTopo(t)
 	mgr := api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
 	ns := namespace(t)
 	ip := ips(t, service(t, ns, "web", false, corev1.IPv4Protocol), 1)[0]
 	tp.rtr.WaitRoute(t, ip, 10*time.Second, netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13"))
-	eventually(t, 10*time.Second, func() string {
-		out, _ := frr.Vtysh("show bfd peers brief")
-		p := &v1alpha1.BGPPeer{}
-		must(t, api.Client.Get(ctx, client.ObjectKey{Name: "rtr"}, p))
-		if strings.Contains(out, "192.168.100.11") && strings.Contains(out, "up") &&
-			len(p.Status.Sessions) == 1 && p.Status.Sessions[0].BFDState == "Up" && p.Status.Sessions[0].State == "Established" {
-			return ""
-		}
-		return fmt.Sprintf("FRR BFD: %s\neiplb: %+v", out, p.Status.Sessions)
-	})
+	eventually(t, 10*time.Second, bfdUp(t, frr))
 	// FRR replaces its BFD session once BGP is up (it learns the local
 	// address and interface then). Had GoBGP's BFD come up with the first
 	// one, the replacement would reset the BGP session within a few
 	// seconds; none may have.
 	time.Sleep(4 * time.Second)
-	var nbr map[string]struct {
-		State       string `json:"bgpState"`
-		Established int    `json:"connectionsEstablished"`
-		Dropped     int    `json:"connectionsDropped"`
-		LastReset   string `json:"lastResetDueTo"`
-	}
-	must(t, frr.VtyshJSON("show bgp neighbors 192.168.100.11", &nbr))
-	if n := nbr["192.168.100.11"]; n.State != "Established" || n.Established != 1 || n.Dropped != 0 {
+	if n := frrSession(t, frr); n.State != "Established" || n.Established != 1 || n.Dropped != 0 {
 		t.Errorf("BGP session flapped while BFD came up: %+v", n)
 	}
 	if out, err := frr.Vtysh("show bfd peer 192.168.100.11", "show bfd peer 192.168.100.11 counters"); err == nil {
@@ -144,14 +123,37 @@ func TestFRRBFD(t *testing.T) {
 // reset once (BFD went silent) and comes back with BFD, without a second
 // reset when the router sets its BFD session up again.
 func TestFRRBFDRestart(t *testing.T) {
+	tp, frr := bfdTopo(t)
+	api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+	eventually(t, 15*time.Second, bfdUp(t, frr))
+	time.Sleep(4 * time.Second)
+	before := frrSession(t, frr)
+	frr.RestartDaemon("bfdd")
+	eventually(t, 30*time.Second, bfdUp(t, frr))
+	time.Sleep(4 * time.Second)
+	after := frrSession(t, frr)
+	t.Logf("FRR's session before the restart %+v, after %+v", before, after)
+	if after.State != "Established" || after.Dropped-before.Dropped > 1 || after.Established-before.Established > 1 {
+		t.Errorf("the session was reset more than once: before %+v, after %+v", before, after)
+	}
+}
+
+// bfdTopo: the router peers with the manager at 192.168.100.11 with BFD
+// (100 ms x 3 on both sides).
+func bfdTopo(t *testing.T) (*topo, *netlab.FRR) {
 	tp := newTopo(t)
 	frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}, "bfd profile fast"))
 	basics(t, func(p *v1alpha1.BGPPeer) {
 		p.Spec.BFD = &v1alpha1.BFD{Enabled: true, MinTxInterval: &metav1.Duration{Duration: 100 * time.Millisecond},
 			MinRxInterval: &metav1.Duration{Duration: 100 * time.Millisecond}, Multiplier: ptr.To[int32](3)}
 	})
-	api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
-	bfdUp := func() string {
+	return tp, frr
+}
+
+// bfdUp: FRR's BFD session with 192.168.100.11 is up, and the manager
+// reports its session Established with BFD Up.
+func bfdUp(t *testing.T, frr *netlab.FRR) func() string {
+	return func() string {
 		out, _ := frr.Vtysh("show bfd peers brief")
 		p := &v1alpha1.BGPPeer{}
 		must(t, api.Client.Get(ctx, client.ObjectKey{Name: "rtr"}, p))
@@ -161,27 +163,19 @@ func TestFRRBFDRestart(t *testing.T) {
 		}
 		return fmt.Sprintf("FRR BFD: %s\neiplb: %+v", out, p.Status.Sessions)
 	}
-	type counters struct {
-		State       string `json:"bgpState"`
-		Established int    `json:"connectionsEstablished"`
-		Dropped     int    `json:"connectionsDropped"`
-	}
-	session := func() counters {
-		var nbr map[string]counters
-		must(t, frr.VtyshJSON("show bgp neighbors 192.168.100.11", &nbr))
-		return nbr["192.168.100.11"]
-	}
-	eventually(t, 15*time.Second, bfdUp)
-	time.Sleep(4 * time.Second)
-	before := session()
-	frr.RestartDaemon("bfdd")
-	eventually(t, 30*time.Second, bfdUp)
-	time.Sleep(4 * time.Second)
-	after := session()
-	t.Logf("FRR's session before the restart %+v, after %+v", before, after)
-	if after.State != "Established" || after.Dropped-before.Dropped > 1 || after.Established-before.Established > 1 {
-		t.Errorf("the session was reset more than once: before %+v, after %+v", before, after)
-	}
+}
+
+// bgpCounters are FRR's counts of a neighbor's session.
+type bgpCounters struct {
+	State       string `json:"bgpState"`
+	Established int    `json:"connectionsEstablished"`
+	Dropped     int    `json:"connectionsDropped"`
+}
+
+func frrSession(t *testing.T, frr *netlab.FRR) bgpCounters {
+	var nbr map[string]bgpCounters
+	must(t, frr.VtyshJSON("show bgp neighbors 192.168.100.11", &nbr))
+	return nbr["192.168.100.11"]
 }
 
 // TestFRRMD5: the session comes up with the Secret's password and not with
