@@ -438,14 +438,27 @@ func TestTwoManagersNeverDuplicate(t *testing.T) {
 	eventually(t, 10*time.Second, func() string {
 		var recs v1alpha1.EIPAllocationList
 		must(t, k8s.List(ctx, &recs))
+		var list corev1.ServiceList
+		must(t, k8s.List(ctx, &list, client.InNamespace(ns)))
+		shown := map[string]string{} // address → the Service whose status shows it
+		for _, s := range list.Items {
+			for _, ip := range ips(&s) {
+				shown[ip] = s.Name
+			}
+		}
 		count := 0
+		var extra []string // records no Service's status shows, for the failure message
 		for _, r := range recs.Items {
-			if r.Spec.Pool == pool.Name {
-				count++
+			if r.Spec.Pool != pool.Name {
+				continue
+			}
+			count++
+			if shown[r.Spec.Address] == "" {
+				extra = append(extra, fmt.Sprintf("%s held by %v", r.Spec.Address, r.Spec.Services))
 			}
 		}
 		if count != 30 {
-			return fmt.Sprintf("%d records for the pool, want 30", count)
+			return fmt.Sprintf("%d records for the pool, want 30; not shown by any Service: %v", count, extra)
 		}
 		return ""
 	})
