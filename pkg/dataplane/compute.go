@@ -91,6 +91,11 @@ type Forward struct {
 	// Endpoints sorted by address and port; empty: the traffic is
 	// rejected like that of an unserved port.
 	Endpoints []Endpoint
+	// Restricted: only clients from Sources may open connections
+	// (loadBalancerSourceRanges); the rest are dropped before DNAT.
+	// Restricted with no Sources refuses every client.
+	Restricted bool
+	Sources    []netip.Prefix
 }
 
 // Service is the data plane contribution of one Service.
@@ -107,8 +112,12 @@ type Service struct {
 // Compute derives a Service's contribution on node from the Service and
 // its EndpointSlices. Under Local only this node's endpoints are used; under
 // Cluster every endpoint, and remote ones are masqueraded (see Table).
-// Endpoints count when ready (or of unknown readiness) and not terminating.
-// Malformed addresses and ports are skipped, never fatal.
+// Endpoints count when ready (or of unknown readiness) and not terminating;
+// a forward with none of those uses the endpoints that are terminating but
+// still serving, as kube-proxy does (a rolling update's last pod keeps
+// taking new connections until it stops serving). Malformed addresses and
+// ports are skipped, never fatal. loadBalancerSourceRanges restrict every
+// forward of the family (see SourceRanges).
 func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string, mode Mode) Service {
 	out := Service{Key: svc.Namespace + "/" + svc.Name, Generation: svc.Generation}
 	for _, ing := range svc.Status.LoadBalancer.Ingress {
@@ -121,6 +130,7 @@ func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string,
 		return out
 	}
 	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	ranges := SourceRanges(svc)
 	for _, sp := range svc.Spec.Ports {
 		proto, ok := protoOf(sp.Protocol)
 		if !ok || sp.Port <= 0 || sp.Port > 65535 {
@@ -128,35 +138,10 @@ func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string,
 		}
 		for _, eip := range out.EIPs {
 			fw := Forward{Key: Key{EIP: eip, Proto: proto, Port: uint16(sp.Port)}}
-			for _, s := range eps {
-				if !familyMatches(s.AddressType, eip) {
-					continue
-				}
-				port, ok := slicePort(s, sp.Name, sp.Protocol)
-				if !ok {
-					continue
-				}
-				for _, ep := range s.Endpoints {
-					if !usable(ep) {
-						continue
-					}
-					isLocal := ep.NodeName != nil && *ep.NodeName == node
-					if local && !isLocal {
-						continue
-					}
-					// One address per endpoint (the API allows one).
-					if len(ep.Addresses) == 0 {
-						continue
-					}
-					a, err := netip.ParseAddr(ep.Addresses[0])
-					if err != nil || a.Unmap().Is4() != eip.Is4() {
-						continue
-					}
-					e := Endpoint{Addr: a.Unmap(), Port: port, Local: isLocal}
-					if !slices.Contains(fw.Endpoints, e) {
-						fw.Endpoints = append(fw.Endpoints, e)
-					}
-				}
+			fw.Restricted, fw.Sources = ranges.For(eip)
+			fw.Endpoints = endpoints(eps, sp, eip, node, local, ready)
+			if len(fw.Endpoints) == 0 {
+				fw.Endpoints = endpoints(eps, sp, eip, node, local, servingTerminating)
 			}
 			slices.SortFunc(fw.Endpoints, func(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) })
 			out.Forwards = append(out.Forwards, fw)
@@ -165,6 +150,44 @@ func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string,
 	slices.SortFunc(out.Forwards, func(a, b Forward) int { return a.Key.compare(b.Key) })
 	// Two Service ports with the same protocol and port are invalid; keep the first.
 	out.Forwards = slices.CompactFunc(out.Forwards, func(a, b Forward) bool { return a.Key == b.Key })
+	return out
+}
+
+// endpoints lists the endpoints of Service port sp for eip that pass use
+// (under Local only this node's), without duplicates.
+func endpoints(eps []*discoveryv1.EndpointSlice, sp corev1.ServicePort, eip netip.Addr, node string, local bool,
+	use func(discoveryv1.EndpointConditions) bool) []Endpoint {
+	var out []Endpoint
+	for _, s := range eps {
+		if !familyMatches(s.AddressType, eip) {
+			continue
+		}
+		port, ok := slicePort(s, sp.Name, sp.Protocol)
+		if !ok {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if !use(ep.Conditions) {
+				continue
+			}
+			isLocal := ep.NodeName != nil && *ep.NodeName == node
+			if local && !isLocal {
+				continue
+			}
+			// One address per endpoint (the API allows one).
+			if len(ep.Addresses) == 0 {
+				continue
+			}
+			a, err := netip.ParseAddr(ep.Addresses[0])
+			if err != nil || a.Unmap().Is4() != eip.Is4() {
+				continue
+			}
+			e := Endpoint{Addr: a.Unmap(), Port: port, Local: isLocal}
+			if !slices.Contains(out, e) {
+				out = append(out, e)
+			}
+		}
+	}
 	return out
 }
 
@@ -199,7 +222,18 @@ func slicePort(s *discoveryv1.EndpointSlice, name string, proto corev1.Protocol)
 	return 0, false
 }
 
-func usable(ep discoveryv1.Endpoint) bool {
-	c := ep.Conditions
-	return (c.Ready == nil || *c.Ready) && (c.Terminating == nil || !*c.Terminating)
+// ready: the endpoint takes new connections (kube-proxy's reading of the
+// conditions: Ready unset counts as ready).
+func ready(c discoveryv1.EndpointConditions) bool {
+	return (c.Ready == nil || *c.Ready) && !terminating(c)
+}
+
+// servingTerminating: the endpoint is going away but still serves (Serving
+// unset counts as serving), the fallback when no endpoint is ready.
+func servingTerminating(c discoveryv1.EndpointConditions) bool {
+	return (c.Serving == nil || *c.Serving) && terminating(c)
+}
+
+func terminating(c discoveryv1.EndpointConditions) bool {
+	return c.Terminating != nil && *c.Terminating
 }

@@ -58,10 +58,13 @@ func eport(name string, proto corev1.Protocol, p int32) discoveryv1.EndpointPort
 
 // scenario builds the golden scenario: Services of both policies, both
 // families, a shared EIP, endpoints not ready or terminating, a port with
-// another target per family, one without endpoints.
+// another target per family, one without endpoints; source ranges of both
+// families (one inside another), and a Service whose only range is invalid
+// (restricted to no one).
 func scenario(mode Mode) *Table {
 	t := NewTable(mode)
 	web := svc("web", false, []string{"192.0.2.10", "2001:db8::10"}, port("http", corev1.ProtocolTCP, 80), port("dns", corev1.ProtocolUDP, 53))
+	web.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24", " 2001:db8:ff::/48", "203.0.113.128/25", "198.51.100.7/32"}
 	webSlices := []*discoveryv1.EndpointSlice{
 		slice("web", discoveryv1.AddressTypeIPv4,
 			[]discoveryv1.EndpointPort{eport("http", corev1.ProtocolTCP, 8080), eport("dns", corev1.ProtocolUDP, 5353)},
@@ -79,6 +82,7 @@ func scenario(mode Mode) *Table {
 		ep{addr: "10.1.0.5", node: "n1"}, ep{addr: "10.1.0.6", node: "n1"}, ep{addr: "10.2.0.7", node: "n2"})}, "n1", mode))
 	// Shares 192.0.2.11 with api on another port, and has no endpoints yet.
 	shared := svc("shared", false, []string{"192.0.2.11"}, port("", corev1.ProtocolTCP, 8000))
+	shared.Spec.LoadBalancerSourceRanges = []string{"not-a-cidr"}
 	t.Set(Compute(shared, nil, "n1", mode))
 	return t
 }
@@ -157,7 +161,7 @@ func TestTableRefcounts(t *testing.T) {
 	for _, k := range tab.Services() {
 		tab.Delete(k)
 	}
-	if len(tab.EIPs)+len(tab.Masq)+len(tab.Hairpin)+len(tab.Forwards)+len(tab.Spreads) != 0 {
+	if len(tab.EIPs)+len(tab.Masq)+len(tab.Hairpin)+len(tab.Forwards)+len(tab.Firewall)+len(tab.Spreads) != 0 {
 		t.Fatalf("empty table still holds %s", tab)
 	}
 }

@@ -34,13 +34,21 @@ import (
 //   - set masq4/masq6: remote endpoints (Cluster): masqueraded after
 //     DNAT, so replies come back through this node;
 //   - set hairpin4/hairpin6: local endpoints: masqueraded when the client
-//     is the endpoint itself (a pod reaching itself through its EIP).
+//     is the endpoint itself (a pod reaching itself through its EIP);
+//   - set fw4/fw6: EIP . protocol . port of the forwards restricted to
+//     source ranges; a new connection to one whose EIP . protocol . port .
+//     source is not in set allow4/allow6 (intervals: one element per
+//     range) is dropped before DNAT, from outside, from pods and from the
+//     node itself alike.
 type Table struct {
 	Mode     Mode
 	EIPs     map[netip.Addr]int
 	Masq     map[netip.Addr]int
 	Hairpin  map[netip.Addr]int
 	Forwards map[Key]Forward // only forwards with endpoints
+	// Firewall: the restricted forwards (with endpoints or not) → the
+	// source ranges they admit.
+	Firewall map[Key][]netip.Prefix
 	// Spreads counts the forwards per family and number of endpoints.
 	Spreads map[Spread]int
 
@@ -51,7 +59,7 @@ type Table struct {
 func NewTable(mode Mode) *Table {
 	return &Table{
 		Mode: mode, EIPs: map[netip.Addr]int{}, Masq: map[netip.Addr]int{}, Hairpin: map[netip.Addr]int{},
-		Forwards: map[Key]Forward{}, Spreads: map[Spread]int{},
+		Forwards: map[Key]Forward{}, Firewall: map[Key][]netip.Prefix{}, Spreads: map[Spread]int{},
 		services: map[string]Service{},
 	}
 }
@@ -61,6 +69,7 @@ func NewTable(mode Mode) *Table {
 type Touched struct {
 	EIPs, Masq, Hairpin []netip.Addr
 	Forwards            []Key
+	Firewall            []Key
 	Spreads             []Spread
 }
 
@@ -93,7 +102,7 @@ func spreadOf(fw Forward) Spread { return Spread{V6: fw.EIP.Is6(), N: len(fw.End
 
 // Empty reports whether nothing was touched.
 func (t Touched) Empty() bool {
-	return len(t.EIPs)+len(t.Masq)+len(t.Hairpin)+len(t.Forwards)+len(t.Spreads) == 0
+	return len(t.EIPs)+len(t.Masq)+len(t.Hairpin)+len(t.Forwards)+len(t.Firewall)+len(t.Spreads) == 0
 }
 
 // Merge adds o's names to t.
@@ -102,6 +111,7 @@ func (t *Touched) Merge(o Touched) {
 	t.Masq = append(t.Masq, o.Masq...)
 	t.Hairpin = append(t.Hairpin, o.Hairpin...)
 	t.Forwards = append(t.Forwards, o.Forwards...)
+	t.Firewall = append(t.Firewall, o.Firewall...)
 	t.Spreads = append(t.Spreads, o.Spreads...)
 }
 
@@ -132,7 +142,7 @@ func (t *Table) Set(svc Service) Touched {
 	}
 	var kept []Forward
 	for _, fw := range svc.Forwards {
-		if _, taken := t.Forwards[fw.Key]; taken {
+		if t.taken(fw.Key) {
 			continue
 		}
 		kept = append(kept, fw)
@@ -141,6 +151,14 @@ func (t *Table) Set(svc Service) Touched {
 	t.services[svc.Key] = svc
 	touched.Merge(t.add(svc))
 	return touched
+}
+
+// taken: another Service owns forward key k (with endpoints, or
+// restricted to source ranges).
+func (t *Table) taken(k Key) bool {
+	_, fwd := t.Forwards[k]
+	_, fw := t.Firewall[k]
+	return fwd || fw
 }
 
 // Delete removes the contribution of key.
@@ -166,6 +184,14 @@ func (t *Table) count(s Service, by int) Touched {
 		tc.EIPs = append(tc.EIPs, a)
 	}
 	for _, fw := range s.Forwards {
+		if fw.Restricted {
+			if by > 0 {
+				t.Firewall[fw.Key] = fw.Sources
+			} else {
+				delete(t.Firewall, fw.Key)
+			}
+			tc.Firewall = append(tc.Firewall, fw.Key)
+		}
 		if len(fw.Endpoints) == 0 {
 			continue
 		}
@@ -204,7 +230,7 @@ func (t *Table) All() Touched {
 	return Touched{
 		EIPs: slices.Collect(maps.Keys(t.EIPs)), Masq: slices.Collect(maps.Keys(t.Masq)),
 		Hairpin: slices.Collect(maps.Keys(t.Hairpin)), Forwards: slices.Collect(maps.Keys(t.Forwards)),
-		Spreads: slices.Collect(maps.Keys(t.Spreads)),
+		Firewall: slices.Collect(maps.Keys(t.Firewall)), Spreads: slices.Collect(maps.Keys(t.Spreads)),
 	}
 }
 
@@ -232,6 +258,21 @@ func (t *Table) String() string {
 	addrSet("masq6", t.Masq, false, false)
 	addrSet("hairpin4", t.Hairpin, true, true)
 	addrSet("hairpin6", t.Hairpin, false, true)
+	fwKeys := slices.SortedFunc(maps.Keys(t.Firewall), Key.compare)
+	for _, fam := range []string{"4", "6"} {
+		var el, allow []string
+		for _, k := range fwKeys {
+			if k.EIP.Is4() != (fam == "4") {
+				continue
+			}
+			el = append(el, fwdKey(k))
+			for _, p := range t.Firewall[k] {
+				allow = append(allow, fwdKey(k)+" . "+p.String())
+			}
+		}
+		fmt.Fprintf(&b, "  set fw%s { %s }\n", fam, strings.Join(el, ", "))
+		fmt.Fprintf(&b, "  set allow%s { %s }\n", fam, strings.Join(allow, ", "))
+	}
 	keys := slices.SortedFunc(maps.Keys(t.Forwards), Key.compare)
 	spreads := slices.SortedFunc(maps.Keys(t.Spreads), Spread.compare)
 	for _, fam := range []string{"4", "6"} {

@@ -33,6 +33,10 @@ type mirror struct {
 	// AddrPort: unreadable, rewritten).
 	dnat                map[dataplane.Key]map[uint32]netip.AddrPort
 	eips, masq, hairpin map[netip.Addr]bool
+	// fw: the restricted forwards; allow: forward → the source ranges its
+	// allow elements admit.
+	fw    map[dataplane.Key]bool
+	allow map[dataplane.Key]map[netip.Prefix]bool
 }
 
 func newMirror() *mirror {
@@ -41,6 +45,23 @@ func newMirror() *mirror {
 		spread: map[dataplane.Spread]string{}, stray: map[string]bool{},
 		count: map[dataplane.Key]int{}, dnat: map[dataplane.Key]map[uint32]netip.AddrPort{},
 		eips: map[netip.Addr]bool{}, masq: map[netip.Addr]bool{}, hairpin: map[netip.Addr]bool{},
+		fw: map[dataplane.Key]bool{}, allow: map[dataplane.Key]map[netip.Prefix]bool{},
+	}
+}
+
+func (m *mirror) setAllow(k dataplane.Key, p netip.Prefix, on bool) {
+	s := m.allow[k]
+	if on {
+		if s == nil {
+			s = map[netip.Prefix]bool{}
+			m.allow[k] = s
+		}
+		s[p] = true
+		return
+	}
+	delete(s, p)
+	if len(s) == 0 {
+		delete(m.allow, k)
 	}
 }
 
@@ -120,6 +141,16 @@ func (w *Writer) Load() error {
 			case setHairpin4, setHairpin6:
 				if a, ok := parseHairpinKey(e.Key); ok {
 					m.hairpin[a] = true
+				}
+			case setFw4, setFw6:
+				if k, ok := parseFwdKey(e.Key); ok {
+					m.fw[k] = true
+				}
+			case setAllow4, setAllow6:
+				// An element that is not one prefix of a forward was not
+				// written by a writer: left alone.
+				if k, p, ok := parseAllow(e.Key, e.KeyEnd); ok {
+					m.setAllow(k, p, true)
 				}
 			default:
 				if a, ok := parseAddrKey(e.Key); ok {

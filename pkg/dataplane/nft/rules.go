@@ -42,6 +42,10 @@ const (
 	mapCount6   = "count6"
 	mapDNAT4    = "dnat4"
 	mapDNAT6    = "dnat6"
+	setFw4      = "fw4"
+	setFw6      = "fw6"
+	setAllow4   = "allow4"
+	setAllow6   = "allow6"
 )
 
 // legacySets are maps of older layouts, deleted by a full Sync (v1: the
@@ -77,6 +81,8 @@ var (
 	typeDest6    = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)
 	typeHairpin4 = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
 	typeHairpin6 = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr)
+	typeAllow4   = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeIPAddr)
+	typeAllow6   = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeIP6Addr)
 )
 
 // setSpec describes one named set or map of the table.
@@ -88,6 +94,9 @@ type setSpec struct {
 	data nftables.SetDatatype
 	// nat: only in ModeNftables.
 	nat bool
+	// interval: elements are ranges (the last field of the key; the
+	// kernel's pipapo set, which refuses overlapping elements).
+	interval bool
 }
 
 var setSpecs = []setSpec{
@@ -101,10 +110,14 @@ var setSpecs = []setSpec{
 	{name: mapCount6, key: typeFwd6, concat: true, data: nftables.TypeMark, nat: true},
 	{name: mapDNAT4, key: typeSlot4, concat: true, data: typeDest4, nat: true},
 	{name: mapDNAT6, key: typeSlot6, concat: true, data: typeDest6, nat: true},
+	{name: setFw4, key: typeFwd4, concat: true, nat: true},
+	{name: setFw6, key: typeFwd6, concat: true, nat: true},
+	{name: setAllow4, key: typeAllow4, concat: true, interval: true, nat: true},
+	{name: setAllow6, key: typeAllow6, concat: true, interval: true, nat: true},
 }
 
 func (s setSpec) set(t *nftables.Table) *nftables.Set {
-	set := &nftables.Set{Table: t, Name: s.name, KeyType: s.key, Concatenation: s.concat}
+	set := &nftables.Set{Table: t, Name: s.name, KeyType: s.key, Concatenation: s.concat, Interval: s.interval}
 	if s.data.Name != "" {
 		set.IsMap = true
 		set.DataType = s.data
@@ -190,10 +203,16 @@ func fam(v4 bool, s4, s6 string) string {
 	return s6
 }
 
-// dnatRules: ip daddr @eips4 jump spread4 (and v6). The dispatch chain
-// does the rest; traffic to other addresses costs one lookup.
+// dnatRules: the source-range firewall (firewallExprs), then ip daddr
+// @eips4 jump spread4 (and v6). The dispatch chain does the rest; traffic
+// to other addresses costs two lookups. In the NAT chains, so only the
+// first packet of a connection is looked at, as kube-proxy's `ct state new`
+// firewall does.
 func dnatRules() []baseRule {
 	var out []baseRule
+	for _, v4 := range []bool{true, false} {
+		out = append(out, baseRule{id: fam(v4, "firewall4", "firewall6"), exprs: firewallExprs(v4)})
+	}
 	for _, v4 := range []bool{true, false} {
 		e := nfproto(v4)
 		e = append(e,
@@ -216,6 +235,20 @@ func loadForward(v4 bool) ([]expr.Any, uint32) {
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: next},
 		&expr.Payload{DestRegister: next + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 	}, next + 2
+}
+
+// firewallExprs: ip daddr . meta l4proto . th dport @fw4 ip daddr . meta
+// l4proto . th dport . ip saddr != @allow4 drop.
+func firewallExprs(v4 bool) []expr.Any {
+	e := nfproto(v4)
+	load, next := loadForward(v4)
+	e = append(e, load...)
+	return append(e,
+		lookup(fam(v4, setFw4, setFw6), reg1),
+		saddr(v4, next),
+		&expr.Lookup{SourceRegister: reg1, SetName: fam(v4, setAllow4, setAllow6), Invert: true},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
 }
 
 // dispatchExprs: ip daddr . meta l4proto . th dport map @count4 N goto
@@ -379,6 +412,55 @@ func destVal(ap netip.AddrPort) []byte {
 	b := ap.Addr().AsSlice()
 	b = binary.BigEndian.AppendUint16(b, ap.Port())
 	return append(b, 0, 0)
+}
+
+// allowKeys are the key and the key end of the allow element that admits
+// sources in p to forward k.
+func allowKeys(k dataplane.Key, p netip.Prefix) (key, end []byte) {
+	first, last := prefixBounds(p)
+	return append(fwdKey(k), first.AsSlice()...), append(fwdKey(k), last.AsSlice()...)
+}
+
+// prefixBounds are the first and the last address of p.
+func prefixBounds(p netip.Prefix) (netip.Addr, netip.Addr) {
+	p = p.Masked()
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	last, _ := netip.AddrFromSlice(b)
+	return p.Addr(), last
+}
+
+// parseAllow decodes an allow element back into its forward and prefix;
+// false when the range is not exactly one prefix (not written by us).
+func parseAllow(key, end []byte) (dataplane.Key, netip.Prefix, bool) {
+	var n int
+	switch len(key) {
+	case 12 + 4:
+		n = 4
+	case 24 + 16:
+		n = 16
+	default:
+		return dataplane.Key{}, netip.Prefix{}, false
+	}
+	if len(end) != len(key) {
+		return dataplane.Key{}, netip.Prefix{}, false
+	}
+	k, ok := parseFwdKey(key[:len(key)-n])
+	k2, ok2 := parseFwdKey(end[:len(end)-n])
+	first, _ := netip.AddrFromSlice(key[len(key)-n:])
+	last, _ := netip.AddrFromSlice(end[len(end)-n:])
+	if !ok || !ok2 || k != k2 {
+		return dataplane.Key{}, netip.Prefix{}, false
+	}
+	for bits := 0; bits <= n*8; bits++ {
+		p := netip.PrefixFrom(first, bits)
+		if f, l := prefixBounds(p); f == first && l == last {
+			return k, p, true
+		}
+	}
+	return dataplane.Key{}, netip.Prefix{}, false
 }
 
 func parseFwdKey(b []byte) (dataplane.Key, bool) {

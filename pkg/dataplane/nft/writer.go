@@ -192,6 +192,12 @@ func (w *Writer) Sync(desired *dataplane.Table) error {
 	for sp := range m.spread {
 		tc.Spreads = append(tc.Spreads, sp)
 	}
+	for k := range m.fw {
+		tc.Firewall = append(tc.Firewall, k)
+	}
+	for k := range m.allow {
+		tc.Firewall = append(tc.Firewall, k)
+	}
 	t := newTxn()
 	w.plan(t, desired, tc, true)
 	return w.commit(t)
@@ -395,6 +401,10 @@ func (w *Writer) plan(t *txn, d *dataplane.Table, tc dataplane.Touched, full boo
 		fw, want := d.Forwards[k]
 		w.planForward(t, sets, k, fw, nat && want && len(fw.Endpoints) > 0)
 	}
+	for _, k := range uniq(tc.Firewall) {
+		srcs, want := d.Firewall[k]
+		w.planFirewall(t, sets, k, srcs, nat && want)
+	}
 	planAddrs(t, uniq(tc.EIPs), d.EIPs, m.eips, sets[setEIPs4], sets[setEIPs6], addrKey, true)
 	planAddrs(t, uniq(tc.Masq), d.Masq, m.masq, sets[setMasq4], sets[setMasq6], addrKey, nat)
 	planAddrs(t, uniq(tc.Hairpin), d.Hairpin, m.hairpin, sets[setHairpin4], sets[setHairpin6], hairpinKey, nat)
@@ -462,6 +472,44 @@ func (w *Writer) planForward(t *txn, sets map[string]*nftables.Set, k dataplane.
 		}
 		t.elem(dnat, true, nftables.SetElement{Key: slotKey(k, slot), Val: destVal(ap)})
 		t.then(func(m *mirror) { m.setSlot(k, slot, ap) })
+	}
+}
+
+// planFirewall makes forward k restricted to the source ranges srcs
+// (want), or not restricted: its fw element, and one allow element per
+// range. The fw element is added with the allow elements and deleted with
+// them, in one transaction: no packet sees a restricted forward without its
+// ranges.
+func (w *Writer) planFirewall(t *txn, sets map[string]*nftables.Set, k dataplane.Key, srcs []netip.Prefix, want bool) {
+	v4 := k.EIP.Is4()
+	fw, allow := sets[fam(v4, setFw4, setFw6)], sets[fam(v4, setAllow4, setAllow6)]
+	switch have := w.m.fw[k]; {
+	case want && !have:
+		t.elem(fw, true, nftables.SetElement{Key: fwdKey(k)})
+		t.then(func(m *mirror) { m.fw[k] = true })
+	case !want && have:
+		t.elem(fw, false, nftables.SetElement{Key: fwdKey(k)})
+		t.then(func(m *mirror) { delete(m.fw, k) })
+	}
+	wanted := map[netip.Prefix]bool{}
+	if want {
+		for _, p := range srcs {
+			wanted[p] = true
+		}
+	}
+	for p := range w.m.allow[k] {
+		if !wanted[p] {
+			key, end := allowKeys(k, p)
+			t.elem(allow, false, nftables.SetElement{Key: key, KeyEnd: end})
+			t.then(func(m *mirror) { m.setAllow(k, p, false) })
+		}
+	}
+	for p := range wanted {
+		if !w.m.allow[k][p] {
+			key, end := allowKeys(k, p)
+			t.elem(allow, true, nftables.SetElement{Key: key, KeyEnd: end})
+			t.then(func(m *mirror) { m.setAllow(k, p, true) })
+		}
 	}
 }
 

@@ -3,6 +3,7 @@
 package nft
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -25,7 +26,7 @@ func sampleTable() *dataplane.Table {
 	t.Set(svc("dns", []string{"192.0.2.11"},
 		dataplane.Forward{Key: key("192.0.2.11", dataplane.UDP, 53), Endpoints: []dataplane.Endpoint{
 			ep("10.1.0.3:5353", true),
-		}},
+		}, Restricted: true, Sources: []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("203.0.113.0/24")}},
 	))
 	return t
 }
@@ -70,6 +71,12 @@ func TestSyncListsExpectedContent(t *testing.T) {
 		"reject with tcp reset",
 		"ct label 100",
 		"masquerade",
+		"type ipv4_addr . inet_proto . inet_service . ipv4_addr",
+		"flags interval",
+		"192.0.2.11 . udp . 53 . 198.51.100.7",
+		"192.0.2.11 . udp . 53 . 203.0.113.0/24",
+		"ip daddr . meta l4proto . th dport @fw4 ip daddr . meta l4proto . th dport . ip saddr != @allow4 drop",
+		"ip6 daddr . meta l4proto . th dport @fw6 ip6 daddr . meta l4proto . th dport . ip6 saddr != @allow6 drop",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("nft list lacks %q:\n%s", want, out)
