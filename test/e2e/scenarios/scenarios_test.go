@@ -447,6 +447,10 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("explain of the garbage Service:\n%s", b.String())
 		}
 	})
+
+	t.Run("13 loadBalancerSourceRanges: only the allowed clients reach the EIP", func(t *testing.T) {
+		sourceRanges(t, l, ns, webIP)
+	})
 }
 
 // answers sends n requests to ip:port and returns, by pod, every client
