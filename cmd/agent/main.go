@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net"
@@ -24,7 +25,7 @@ import (
 
 func main() {
 	var opts agent.Options
-	var mode, table string
+	var mode, table, clusterCIDR string
 	var cleanup bool
 	linkPort := agentlink.DefaultPort
 	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of this node (default $NODE_NAME).")
@@ -41,6 +42,7 @@ func main() {
 	flag.BoolVar(&opts.MetricsInsecure, "metrics-insecure", false, "Serve /metrics over plain HTTP without authentication (default: HTTPS, and the scraper's token must be allowed to get /metrics).")
 	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints (for profiling; unauthenticated, bind to 127.0.0.1); 0 disables it.")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9476", "Address of /healthz and /readyz (ready once the rules are in place); 0 disables it.")
+	flag.StringVar(&clusterCIDR, "cluster-cidr", "", "Comma-separated CIDRs of the pods (as kube-proxy's --cluster-cidr): their connections to the EIP of a Local Service reach every endpoint, as the node's own do. Default: the Node's spec.podCIDRs.")
 	flag.BoolVar(&cleanup, "cleanup", false, "Remove everything the agent installed (its nftables table) and exit.")
 	var memLimit int64
 	flag.Int64Var(&memLimit, "memory-limit-mib", 0, "Soft memory limit of the Go runtime (the GC works harder near it). Ignored when GOMEMLIMIT is set (the DaemonSet sets it to the container's limit); 0: none. Keep it well above the live heap: below it the GC runs nonstop (32 MiB cost an agent a third of a core at 10,000 Services).")
@@ -70,6 +72,14 @@ func main() {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		fail(1, "%v", err)
+	}
+	if opts.Mode == dataplane.ModeNftables {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		nftOpts.PodCIDRs, err = agent.PodCIDRs(ctx, cfg, opts.NodeName, clusterCIDR)
+		cancel()
+		if err != nil {
+			fail(1, "%v", err)
+		}
 	}
 	w, err := nft.New(nftOpts)
 	if err != nil {

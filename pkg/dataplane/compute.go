@@ -70,19 +70,43 @@ type Endpoint struct {
 // AddrPort is the endpoint's address and port.
 func (e Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.Addr, e.Port) }
 
-// Key identifies a forward: traffic to EIP:Port over Proto.
+// Key identifies a forward: traffic to EIP:Port over Proto, from outside
+// the cluster, or (Internal) from inside it: pods of the node and the node
+// itself.
 type Key struct {
 	EIP   netip.Addr
 	Proto Proto
 	Port  uint16
+	// Internal: the forward of in-cluster clients of a Local Service
+	// (every endpoint of the cluster, as kube-proxy does); the other
+	// forwards serve every client that no internal forward takes.
+	Internal bool
 }
 
 func (k Key) String() string {
-	return k.EIP.String() + "/" + k.Proto.String() + "/" + strconv.Itoa(int(k.Port))
+	s := k.EIP.String() + "/" + k.Proto.String() + "/" + strconv.Itoa(int(k.Port))
+	if k.Internal {
+		s += "/internal"
+	}
+	return s
+}
+
+// External is the key of the forward for clients outside the cluster.
+func (k Key) External() Key {
+	k.Internal = false
+	return k
 }
 
 func (k Key) compare(o Key) int {
-	return cmp.Or(k.EIP.Compare(o.EIP), cmp.Compare(k.Proto, o.Proto), cmp.Compare(k.Port, o.Port))
+	return cmp.Or(cmp.Compare(b2i(k.Internal), b2i(o.Internal)),
+		k.EIP.Compare(o.EIP), cmp.Compare(k.Proto, o.Proto), cmp.Compare(k.Port, o.Port))
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Forward is where the node sends traffic for one Key.
@@ -117,7 +141,11 @@ type Service struct {
 // still serving, as kube-proxy does (a rolling update's last pod keeps
 // taking new connections until it stops serving). Malformed addresses and
 // ports are skipped, never fatal. loadBalancerSourceRanges restrict every
-// forward of the family (see SourceRanges).
+// forward of the family (see SourceRanges). A Local Service also gets an
+// internal forward per port and EIP: in-cluster clients (this node's pods
+// and the node itself) reach every endpoint of the cluster, wherever they
+// run, as with kube-proxy (only outside clients need the client address
+// kept and the node-local path).
 func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string, mode Mode) Service {
 	out := Service{Key: svc.Namespace + "/" + svc.Name, Generation: svc.Generation}
 	for _, ing := range svc.Status.LoadBalancer.Ingress {
@@ -143,14 +171,26 @@ func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string,
 			if len(fw.Endpoints) == 0 {
 				fw.Endpoints = endpoints(eps, sp, eip, node, local, servingTerminating)
 			}
-			slices.SortFunc(fw.Endpoints, func(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) })
-			out.Forwards = append(out.Forwards, fw)
+			out.Forwards = append(out.Forwards, sortEndpoints(fw))
+			if local {
+				in := Forward{Key: fw.Key, Endpoints: endpoints(eps, sp, eip, node, false, ready)}
+				in.Internal = true
+				if len(in.Endpoints) == 0 {
+					in.Endpoints = endpoints(eps, sp, eip, node, false, servingTerminating)
+				}
+				out.Forwards = append(out.Forwards, sortEndpoints(in))
+			}
 		}
 	}
 	slices.SortFunc(out.Forwards, func(a, b Forward) int { return a.Key.compare(b.Key) })
 	// Two Service ports with the same protocol and port are invalid; keep the first.
 	out.Forwards = slices.CompactFunc(out.Forwards, func(a, b Forward) bool { return a.Key == b.Key })
 	return out
+}
+
+func sortEndpoints(fw Forward) Forward {
+	slices.SortFunc(fw.Endpoints, func(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) })
+	return fw
 }
 
 // endpoints lists the endpoints of Service port sp for eip that pass use

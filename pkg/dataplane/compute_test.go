@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -115,9 +116,26 @@ func TestComputeLocalUsesOnlyLocalEndpoints(t *testing.T) {
 	sl := slice("api", discoveryv1.AddressTypeIPv4, []discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 8443)},
 		ep{addr: "10.1.0.5", node: "n1"}, ep{addr: "10.2.0.7", node: "n2"})
 	got := Compute(s, []*discoveryv1.EndpointSlice{sl}, "n2", ModeNftables)
-	if len(got.Forwards) != 1 || len(got.Forwards[0].Endpoints) != 1 ||
+	if len(got.Forwards) != 2 || len(got.Forwards[0].Endpoints) != 1 || got.Forwards[0].Internal ||
 		got.Forwards[0].Endpoints[0] != (Endpoint{Addr: netip.MustParseAddr("10.2.0.7"), Port: 8443, Local: true}) {
 		t.Fatalf("got %+v", got.Forwards)
+	}
+	// In-cluster clients of a Local Service reach every endpoint.
+	in := got.Forwards[1]
+	if !in.Internal || in.Key.External() != got.Forwards[0].Key || !slices.Equal(in.Endpoints, []Endpoint{
+		{Addr: netip.MustParseAddr("10.1.0.5"), Port: 8443}, {Addr: netip.MustParseAddr("10.2.0.7"), Port: 8443, Local: true}}) {
+		t.Fatalf("internal forward %+v", in)
+	}
+	// On a node without a local endpoint: none for outside clients, every
+	// endpoint for in-cluster ones.
+	got = Compute(s, []*discoveryv1.EndpointSlice{sl}, "n3", ModeNftables)
+	if len(got.Forwards) != 2 || len(got.Forwards[0].Endpoints) != 0 || len(got.Forwards[1].Endpoints) != 2 {
+		t.Fatalf("node without endpoints: %+v", got.Forwards)
+	}
+	// Cluster Services have no internal forwards (one forward serves all).
+	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	if got = Compute(s, []*discoveryv1.EndpointSlice{sl}, "n3", ModeNftables); len(got.Forwards) != 1 {
+		t.Fatalf("Cluster: %+v", got.Forwards)
 	}
 }
 
@@ -137,7 +155,9 @@ func TestTableRefcounts(t *testing.T) {
 	tab := scenario(ModeNftables)
 	before := tab.String()
 	two := Spread{N: 2}
-	if tab.Spreads[two] != 3 || tab.Hairpin[netip.MustParseAddr("10.1.0.5")] != 3 {
+	// 10.1.0.5 is a local endpoint of web's two forwards and of api's
+	// external and internal ones.
+	if tab.Spreads[two] != 3 || tab.Hairpin[netip.MustParseAddr("10.1.0.5")] != 4 {
 		t.Fatalf("refcounts: spread4/2 %d hairpin %d", tab.Spreads[two], tab.Hairpin[netip.MustParseAddr("10.1.0.5")])
 	}
 	tc := tab.Delete("ns/api")
@@ -147,7 +167,7 @@ func TestTableRefcounts(t *testing.T) {
 	if _, ok := tab.Forwards[Key{EIP: netip.MustParseAddr("192.0.2.11"), Proto: TCP, Port: 443}]; ok {
 		t.Fatal("forward of a deleted Service kept")
 	}
-	if len(tc.Forwards) != 1 || tc.Empty() {
+	if len(tc.Forwards) != 2 || tc.Empty() {
 		t.Fatalf("touched %+v", tc)
 	}
 	// Setting it back restores the same table.

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -74,31 +75,49 @@ type Touched struct {
 }
 
 // Spread names the chain that spreads the forwards of one family with N
-// endpoints.
+// endpoints (Internal: the internal forwards, see Key).
 type Spread struct {
-	V6 bool
-	N  int
+	V6       bool
+	N        int
+	Internal bool
 }
 
-// Chain is the name of the spread chain.
-func (s Spread) Chain() string {
-	if s.V6 {
-		return "spread6/" + strconv.Itoa(s.N)
+// Dispatch is the name of the dispatch chain of the spread's family and
+// kind: spread4, spread6, internal4, internal6.
+func (s Spread) Dispatch() string {
+	name := "spread"
+	if s.Internal {
+		name = "internal"
 	}
-	return "spread4/" + strconv.Itoa(s.N)
+	if s.V6 {
+		return name + "6"
+	}
+	return name + "4"
+}
+
+// Chain is the name of the spread chain: spread4/N, internal4/N, ...
+func (s Spread) Chain() string { return s.Dispatch() + "/" + strconv.Itoa(s.N) }
+
+// Maps are the names of the count and dnat maps of the spread's family
+// and kind: count4 and dnat4, icount4 and idnat4, ...
+func (s Spread) Maps() (count, dnat string) {
+	f := "4"
+	if s.V6 {
+		f = "6"
+	}
+	if s.Internal {
+		return "icount" + f, "idnat" + f
+	}
+	return "count" + f, "dnat" + f
 }
 
 func (s Spread) compare(o Spread) int {
-	if s.V6 != o.V6 {
-		if s.V6 {
-			return 1
-		}
-		return -1
-	}
-	return s.N - o.N
+	return cmp.Or(cmp.Compare(b2i(s.Internal), b2i(o.Internal)), cmp.Compare(b2i(s.V6), b2i(o.V6)), s.N-o.N)
 }
 
-func spreadOf(fw Forward) Spread { return Spread{V6: fw.EIP.Is6(), N: len(fw.Endpoints)} }
+func spreadOf(fw Forward) Spread {
+	return Spread{V6: fw.EIP.Is6(), N: len(fw.Endpoints), Internal: fw.Internal}
+}
 
 // Empty reports whether nothing was touched.
 func (t Touched) Empty() bool {
@@ -203,11 +222,15 @@ func (t *Table) count(s Service, by int) Touched {
 		tc.Forwards = append(tc.Forwards, fw.Key)
 		bump(t.Spreads, spreadOf(fw), by)
 		tc.Spreads = append(tc.Spreads, spreadOf(fw))
+		// Remote endpoints of internal forwards are not masqueraded: an
+		// in-cluster client's address is routable in the cluster, the
+		// reply comes back through this node anyway (as with kube-proxy).
 		for _, e := range fw.Endpoints {
-			if e.Local {
+			switch {
+			case e.Local:
 				bump(t.Hairpin, e.Addr, by)
 				tc.Hairpin = append(tc.Hairpin, e.Addr)
-			} else {
+			case !fw.Internal:
 				bump(t.Masq, e.Addr, by)
 				tc.Masq = append(tc.Masq, e.Addr)
 			}
@@ -275,17 +298,18 @@ func (t *Table) String() string {
 	}
 	keys := slices.SortedFunc(maps.Keys(t.Forwards), Key.compare)
 	spreads := slices.SortedFunc(maps.Keys(t.Spreads), Spread.compare)
-	for _, fam := range []string{"4", "6"} {
-		v4 := fam == "4"
-		fmt.Fprintf(&b, "  map count%s {\n", fam)
+	kinds := []Spread{{}, {V6: true}, {Internal: true}, {Internal: true, V6: true}}
+	for _, kind := range kinds {
+		count, dnat := kind.Maps()
+		fmt.Fprintf(&b, "  map %s {\n", count)
 		for _, k := range keys {
-			if k.EIP.Is4() == v4 {
+			if k.EIP.Is6() == kind.V6 && k.Internal == kind.Internal {
 				fmt.Fprintf(&b, "    %s : %d\n", fwdKey(k), len(t.Forwards[k].Endpoints))
 			}
 		}
-		fmt.Fprintf(&b, "  }\n  map dnat%s {\n", fam)
+		fmt.Fprintf(&b, "  }\n  map %s {\n", dnat)
 		for _, k := range keys {
-			if k.EIP.Is4() != v4 {
+			if k.EIP.Is6() != kind.V6 || k.Internal != kind.Internal {
 				continue
 			}
 			for i, e := range t.Forwards[k].Endpoints {
@@ -294,14 +318,14 @@ func (t *Table) String() string {
 		}
 		b.WriteString("  }\n")
 	}
-	for _, fam := range []string{"4", "6"} {
+	for _, kind := range kinds {
 		var rules []string
 		for _, sp := range spreads {
-			if sp.V6 == (fam == "6") {
+			if sp.V6 == kind.V6 && sp.Internal == kind.Internal {
 				rules = append(rules, DispatchRule(sp))
 			}
 		}
-		fmt.Fprintf(&b, "  chain spread%s { %s }\n", fam, strings.Join(rules, "; "))
+		fmt.Fprintf(&b, "  chain %s { %s }\n", kind.Dispatch(), strings.Join(rules, "; "))
 	}
 	for _, sp := range spreads {
 		fmt.Fprintf(&b, "  chain %s { %s }\n", sp.Chain(), SpreadChainRule(sp))
@@ -315,18 +339,20 @@ func fwdKey(k Key) string { return fmt.Sprintf("%s . %s . %d", k.EIP, k.Proto, k
 // DispatchRule renders the rule of chain spread4/spread6 that sends the
 // forwards with sp.N endpoints to their spread chain.
 func DispatchRule(sp Spread) string {
+	count, _ := sp.Maps()
 	if sp.V6 {
-		return fmt.Sprintf("ip6 daddr . meta l4proto . th dport map @count6 %d goto %s", sp.N, sp.Chain())
+		return fmt.Sprintf("ip6 daddr . meta l4proto . th dport map @%s %d goto %s", count, sp.N, sp.Chain())
 	}
-	return fmt.Sprintf("ip daddr . meta l4proto . th dport map @count4 %d goto %s", sp.N, sp.Chain())
+	return fmt.Sprintf("ip daddr . meta l4proto . th dport map @%s %d goto %s", count, sp.N, sp.Chain())
 }
 
 // SpreadChainRule renders the one rule of a spread chain.
 func SpreadChainRule(sp Spread) string {
+	_, dnat := sp.Maps()
 	if sp.V6 {
-		return fmt.Sprintf("ct label set eiplb dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod %d map @dnat6", sp.N)
+		return fmt.Sprintf("ct label set eiplb dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod %d map @%s", sp.N, dnat)
 	}
-	return fmt.Sprintf("ct label set eiplb dnat ip to ip daddr . meta l4proto . th dport . numgen random mod %d map @dnat4", sp.N)
+	return fmt.Sprintf("ct label set eiplb dnat ip to ip daddr . meta l4proto . th dport . numgen random mod %d map @%s", sp.N, dnat)
 }
 
 func sortedAddrs(m map[netip.Addr]int) []netip.Addr {

@@ -130,12 +130,14 @@ func (w *Writer) Load() error {
 		}
 		for _, e := range els {
 			switch s.Name {
-			case mapCount4, mapCount6:
+			case mapCount4, mapCount6, mapICount4, mapICount6:
 				if k, ok := parseFwdKey(e.Key); ok {
+					k.Internal = s.Name == mapICount4 || s.Name == mapICount6
 					m.count[k] = parseCount(e.Val)
 				}
-			case mapDNAT4, mapDNAT6:
+			case mapDNAT4, mapDNAT6, mapIDNAT4, mapIDNAT6:
 				if k, slot, ok := parseSlotKey(e.Key); ok {
+					k.Internal = s.Name == mapIDNAT4 || s.Name == mapIDNAT6
 					m.setSlot(k, slot, parseDest(e.Val))
 				}
 			case setHairpin4, setHairpin6:
@@ -171,7 +173,7 @@ func (w *Writer) Load() error {
 		switch {
 		case c.Hooknum != nil && isBase(c.Name):
 			m.base[c.Name] = []string{}
-		case c.Hooknum == nil && (c.Name == dispatch4 || c.Name == dispatch6):
+		case c.Hooknum == nil && slices.ContainsFunc(dispatchChains, func(sp dataplane.Spread) bool { return sp.Dispatch() == c.Name }):
 			m.dispatch[c.Name] = []string{}
 		default:
 			if sp, ok := parseSpreadChain(c.Name); ok && c.Hooknum == nil {
@@ -219,23 +221,22 @@ func isBase(name string) bool {
 	return false
 }
 
-// parseSpreadChain parses "spread4/<N>" and "spread6/<N>"
+// parseSpreadChain parses "spread4/<N>", "internal6/<N>", ...
 // (dataplane.Spread.Chain).
 func parseSpreadChain(name string) (dataplane.Spread, bool) {
-	var sp dataplane.Spread
-	rest, ok := strings.CutPrefix(name, "spread4/")
-	if !ok {
-		if rest, ok = strings.CutPrefix(name, "spread6/"); !ok {
+	for _, sp := range dispatchChains {
+		rest, ok := strings.CutPrefix(name, sp.Dispatch()+"/")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(rest)
+		if err != nil || n < 1 {
 			return sp, false
 		}
-		sp.V6 = true
+		sp.N = n
+		return sp, sp.Chain() == name
 	}
-	n, err := strconv.Atoi(rest)
-	if err != nil || n < 1 {
-		return sp, false
-	}
-	sp.N = n
-	return sp, sp.Chain() == name
+	return dataplane.Spread{}, false
 }
 
 type ruleInfo struct {

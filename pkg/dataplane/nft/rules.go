@@ -42,6 +42,10 @@ const (
 	mapCount6   = "count6"
 	mapDNAT4    = "dnat4"
 	mapDNAT6    = "dnat6"
+	mapICount4  = "icount4"
+	mapICount6  = "icount6"
+	mapIDNAT4   = "idnat4"
+	mapIDNAT6   = "idnat6"
 	setFw4      = "fw4"
 	setFw6      = "fw6"
 	setAllow4   = "allow4"
@@ -63,10 +67,19 @@ var legacySets = []string{"fwd4", "fwd6"}
 // touching the packet or the connection. Not a verdict map from the forward
 // to spread4/N either: every commit that adds a goto element walks all the
 // elements of such a map (8–19 ms with 10,000 forwards).
+//
+// internal4/internal6 do the same for the internal forwards (in-cluster
+// clients of Local Services, dataplane.Key.Internal) with icount4 and
+// idnat4; a key none of them has falls through to spread4.
 const (
 	dispatch4 = "spread4"
 	dispatch6 = "spread6"
+	internal4 = "internal4"
+	internal6 = "internal6"
 )
+
+// dispatchChains are the dispatch chains, one per kind of dataplane.Spread.
+var dispatchChains = []dataplane.Spread{{}, {V6: true}, {Internal: true}, {Internal: true, V6: true}}
 
 // The 32-bit fields of the maps (the count, the slot) are typed mark: nft
 // 1.0.6 aborts listing a concatenation with an integer field
@@ -110,6 +123,10 @@ var setSpecs = []setSpec{
 	{name: mapCount6, key: typeFwd6, concat: true, data: nftables.TypeMark, nat: true},
 	{name: mapDNAT4, key: typeSlot4, concat: true, data: typeDest4, nat: true},
 	{name: mapDNAT6, key: typeSlot6, concat: true, data: typeDest6, nat: true},
+	{name: mapICount4, key: typeFwd4, concat: true, data: nftables.TypeMark, nat: true},
+	{name: mapICount6, key: typeFwd6, concat: true, data: nftables.TypeMark, nat: true},
+	{name: mapIDNAT4, key: typeSlot4, concat: true, data: typeDest4, nat: true},
+	{name: mapIDNAT6, key: typeSlot6, concat: true, data: typeDest6, nat: true},
 	{name: setFw4, key: typeFwd4, concat: true, nat: true},
 	{name: setFw6, key: typeFwd6, concat: true, nat: true},
 	{name: setAllow4, key: typeAllow4, concat: true, interval: true, nat: true},
@@ -140,12 +157,12 @@ type baseSpec struct {
 	hook  *nftables.ChainHook
 	prio  int32
 	nat   bool
-	rules func() []baseRule
+	rules func(o Options) []baseRule
 }
 
 var baseSpecs = []baseSpec{
-	{name: "prerouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, prio: -110, nat: true, rules: dnatRules},
-	{name: "output", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookOutput, prio: -110, nat: true, rules: dnatRules},
+	{name: "prerouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, prio: -110, nat: true, rules: preroutingRules},
+	{name: "output", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookOutput, prio: -110, nat: true, rules: outputRules},
 	{name: "postrouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPostrouting, prio: 110, nat: true, rules: masqRules},
 	{name: "forward", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookForward, prio: -10, rules: rejectRules},
 	{name: "out-filter", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookOutput, prio: -10, rules: rejectRules},
@@ -203,26 +220,71 @@ func fam(v4 bool, s4, s6 string) string {
 	return s6
 }
 
-// dnatRules: the source-range firewall (firewallExprs), then ip daddr
-// @eips4 jump spread4 (and v6). The dispatch chain does the rest; traffic
-// to other addresses costs two lookups. In the NAT chains, so only the
-// first packet of a connection is looked at, as kube-proxy's `ct state new`
-// firewall does.
-func dnatRules() []baseRule {
+// preroutingRules: the source-range firewall (firewallExprs); packets
+// from this node's pods (Options.PodCIDRs) to an EIP try the internal
+// forwards (jump internal4); then ip daddr @eips4 jump spread4 (and v6).
+// The dispatch chains do the rest; traffic to other addresses costs a few
+// lookups. In the NAT chains, so only the first packet of a connection is
+// looked at, as kube-proxy's `ct state new` firewall does.
+func preroutingRules(o Options) []baseRule {
+	out := firewallRules()
+	for _, p := range o.PodCIDRs {
+		v4 := p.Addr().Is4()
+		e := append(nfproto(v4), saddr(v4, reg1))
+		e = append(e, masked(p, reg1)...)
+		out = append(out, baseRule{id: "internal:" + p.String(), exprs: append(e, jumpEIP(v4, fam(v4, internal4, internal6))...)})
+	}
+	return append(out, dnatRules()...)
+}
+
+// outputRules: like preroutingRules; every packet of the node itself is
+// from inside the cluster.
+func outputRules(Options) []baseRule {
+	out := firewallRules()
+	for _, v4 := range []bool{true, false} {
+		out = append(out, baseRule{id: fam(v4, "internal4", "internal6"), exprs: append(nfproto(v4), jumpEIP(v4, fam(v4, internal4, internal6))...)})
+	}
+	return append(out, dnatRules()...)
+}
+
+func firewallRules() []baseRule {
 	var out []baseRule
 	for _, v4 := range []bool{true, false} {
 		out = append(out, baseRule{id: fam(v4, "firewall4", "firewall6"), exprs: firewallExprs(v4)})
 	}
+	return out
+}
+
+// dnatRules: ip daddr @eips4 jump spread4 (and v6).
+func dnatRules() []baseRule {
+	var out []baseRule
 	for _, v4 := range []bool{true, false} {
-		e := nfproto(v4)
-		e = append(e,
-			daddr(v4, reg1),
-			lookup(fam(v4, setEIPs4, setEIPs6), reg1),
-			&expr.Verdict{Kind: expr.VerdictJump, Chain: fam(v4, dispatch4, dispatch6)},
-		)
-		out = append(out, baseRule{id: fam(v4, "dnat4", "dnat6"), exprs: e})
+		out = append(out, baseRule{id: fam(v4, "dnat4", "dnat6"), exprs: append(nfproto(v4), jumpEIP(v4, fam(v4, dispatch4, dispatch6))...)})
 	}
 	return out
+}
+
+// jumpEIP: ip daddr @eips4 jump chain.
+func jumpEIP(v4 bool, chain string) []expr.Any {
+	return []expr.Any{
+		daddr(v4, reg1),
+		lookup(fam(v4, setEIPs4, setEIPs6), reg1),
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: chain},
+	}
+}
+
+// masked: the address in reg, masked to p's length, equals p's address.
+func masked(p netip.Prefix, reg uint32) []expr.Any {
+	p = p.Masked()
+	n := p.Addr().BitLen() / 8
+	mask := make([]byte, n)
+	for i := range p.Bits() {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	return []expr.Any{
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: uint32(n), Mask: mask, Xor: make([]byte, n)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: p.Addr().AsSlice()},
+	}
 }
 
 // loadForward loads ip(6) daddr . meta l4proto . th dport into consecutive
@@ -255,11 +317,12 @@ func firewallExprs(v4 bool) []expr.Any {
 // spread4/N (the rule of sp in its family's dispatch chain).
 func dispatchExprs(sp dataplane.Spread) []expr.Any {
 	v4 := !sp.V6
+	count, _ := sp.Maps()
 	e := nfproto(v4)
 	load, _ := loadForward(v4)
 	e = append(e, load...)
 	return append(e,
-		&expr.Lookup{SourceRegister: reg1, SetName: fam(v4, mapCount4, mapCount6), DestRegister: reg1, IsDestRegSet: true},
+		&expr.Lookup{SourceRegister: reg1, SetName: count, DestRegister: reg1, IsDestRegSet: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: countVal(sp.N)},
 		&expr.Verdict{Kind: expr.VerdictGoto, Chain: sp.Chain()},
 	)
@@ -273,6 +336,7 @@ func dispatchExprs(sp dataplane.Spread) []expr.Any {
 // reg32_04).
 func spreadExprs(sp dataplane.Spread) []expr.Any {
 	v4 := !sp.V6
+	_, dnat := sp.Maps()
 	e := append(nfproto(v4), setLabel()...)
 	load, next := loadForward(v4)
 	e = append(e, load...)
@@ -282,7 +346,7 @@ func spreadExprs(sp dataplane.Spread) []expr.Any {
 	}
 	return append(e,
 		&expr.Numgen{Register: next, Modulus: uint32(sp.N), Type: unix.NFT_NG_RANDOM},
-		&expr.Lookup{SourceRegister: reg1, SetName: fam(v4, mapDNAT4, mapDNAT6), DestRegister: reg1, IsDestRegSet: true},
+		&expr.Lookup{SourceRegister: reg1, SetName: dnat, DestRegister: reg1, IsDestRegSet: true},
 		&expr.NAT{
 			Type: expr.NATTypeDestNAT, Family: family,
 			RegAddrMin: reg1, RegProtoMin: uint32(reg32_00) + addrLen(v4)/4, Specified: true,
@@ -323,7 +387,7 @@ func hasLabel() []expr.Any {
 
 // masqRules: masquerade EIP traffic DNATed to remote endpoints (@masq) and
 // to a local endpoint that is also the client (@hairpin).
-func masqRules() []baseRule {
+func masqRules(Options) []baseRule {
 	var out []baseRule
 	for _, v4 := range []bool{true, false} {
 		e := append(hasLabel(), nfproto(v4)...)
@@ -341,7 +405,7 @@ func masqRules() []baseRule {
 // rejectRules: traffic still addressed to an EIP (nothing DNATed it) is
 // rejected, TCP with a reset, the rest with icmpx port-unreachable, so it is
 // never routed back to the router.
-func rejectRules() []baseRule {
+func rejectRules(Options) []baseRule {
 	var out []baseRule
 	for _, v4 := range []bool{true, false} {
 		e := nfproto(v4)

@@ -41,6 +41,10 @@ type Options struct {
 	Mode dataplane.Mode
 	// NetNS is the fd of a network namespace to work in; 0: the current one.
 	NetNS int
+	// PodCIDRs hold the addresses of this node's pods (or the whole
+	// cluster's): connections from them to an EIP are in-cluster traffic
+	// (dataplane.Key.Internal), as the node's own are.
+	PodCIDRs []netip.Prefix
 }
 
 // conn opens a netlink connection to nftables in the options' namespace.
@@ -413,8 +417,8 @@ func (w *Writer) plan(t *txn, d *dataplane.Table, tc dataplane.Touched, full boo
 	for _, sp := range spreads {
 		w.planSpread(t, sp, nat && d.Spreads[sp] > 0)
 	}
-	for _, v6 := range []bool{false, true} {
-		w.planDispatch(t, d, v6, nat, full || len(spreads) > 0)
+	for _, kind := range dispatchChains {
+		w.planDispatch(t, d, kind, nat, full || len(spreads) > 0)
 	}
 
 	for _, b := range baseSpecs {
@@ -438,11 +442,8 @@ func (w *Writer) delSet(t *txn, name string) {
 // element per endpoint slot. A changed element is deleted and added again
 // in the same transaction (the kernel has no replace), which is atomic.
 func (w *Writer) planForward(t *txn, sets map[string]*nftables.Set, k dataplane.Key, fw dataplane.Forward, want bool) {
-	v4 := k.EIP.Is4()
-	count, dnat := sets[mapCount6], sets[mapDNAT6]
-	if v4 {
-		count, dnat = sets[mapCount4], sets[mapDNAT4]
-	}
+	cname, dname := dataplane.Spread{V6: k.EIP.Is6(), Internal: k.Internal}.Maps()
+	count, dnat := sets[cname], sets[dname]
 	n := 0
 	if want {
 		n = len(fw.Endpoints)
@@ -553,8 +554,8 @@ func writeChain(t *txn, stage, n int, ch *nftables.Chain, exists bool, rules []*
 // in use, in order of N, rewriting it whole when that set changed (rarely:
 // a first forward with a new number of endpoints, or the last one gone).
 // check: compare with the mirror (a full Sync, or spreads were touched).
-func (w *Writer) planDispatch(t *txn, d *dataplane.Table, v6, nat, check bool) {
-	name := fam(!v6, dispatch4, dispatch6)
+func (w *Writer) planDispatch(t *txn, d *dataplane.Table, kind dataplane.Spread, nat, check bool) {
+	name := kind.Dispatch()
 	ch := &nftables.Chain{Table: w.table, Name: name}
 	have, ok := w.m.dispatch[name]
 	if !nat {
@@ -568,7 +569,7 @@ func (w *Writer) planDispatch(t *txn, d *dataplane.Table, v6, nat, check bool) {
 	}
 	var spreads []dataplane.Spread
 	for sp := range d.Spreads {
-		if sp.V6 == v6 {
+		if sp.V6 == kind.V6 && sp.Internal == kind.Internal {
 			spreads = append(spreads, sp)
 		}
 	}
@@ -619,7 +620,7 @@ func (w *Writer) planBase(t *txn, b baseSpec, full bool) {
 		}
 		return
 	}
-	rules := b.rules()
+	rules := b.rules(w.opts)
 	comments := make([]string, len(rules))
 	for i, r := range rules {
 		comments[i] = r.comment()

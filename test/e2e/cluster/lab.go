@@ -219,7 +219,10 @@ func (l *Lab) StartManager(i int, args ...string) *Process {
 // the lab's AgentArgs and args.
 func (l *Lab) StartAgent(i int, args ...string) *Process {
 	l.T.Helper()
-	all := append([]string{"--link-port=9474", "--metrics-bind-address=:9475", "--health-probe-bind-address=:9476"}, l.opts.AgentArgs...)
+	// --cluster-cidr: the lab's Nodes have no podCIDRs (no IPAM of pod
+	// addresses runs); the pods' addresses are in these.
+	all := append([]string{"--link-port=9474", "--metrics-bind-address=:9475", "--health-probe-bind-address=:9476",
+		"--cluster-cidr=10.244.0.0/16,fd00:244::/48"}, l.opts.AgentArgs...)
 	l.Agents[i-1] = l.API.StartAgent(l.T, l.Nodes[i-1], NodeName(i), append(all, args...)...)
 	return l.Agents[i-1]
 }

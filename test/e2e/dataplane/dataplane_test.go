@@ -429,7 +429,7 @@ func TestUpgradeFromV1(t *testing.T) {
 		}
 		var hooks []string
 		for line := range strings.Lines(out) {
-			if strings.Contains(line, "chain ") && !strings.Contains(line, "/") && !strings.Contains(line, "spread") {
+			if strings.Contains(line, "chain ") && !strings.Contains(line, "/") && !strings.Contains(line, "spread") && !strings.Contains(line, "internal") {
 				hooks = append(hooks, strings.TrimSpace(line))
 			}
 		}

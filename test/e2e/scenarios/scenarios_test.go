@@ -451,6 +451,10 @@ func TestScenarios(t *testing.T) {
 	t.Run("13 loadBalancerSourceRanges: only the allowed clients reach the EIP", func(t *testing.T) {
 		sourceRanges(t, l, ns, webIP)
 	})
+
+	t.Run("14 in-cluster clients of a Local Service on a node without its endpoints", func(t *testing.T) {
+		inClusterLocal(t, l, ns)
+	})
 }
 
 // answers sends n requests to ip:port and returns, by pod, every client

@@ -103,3 +103,21 @@ func sourceRanges(t *testing.T, l *cluster.Lab, ns string, webIP string) {
 	}
 	t.Logf("%d requests to web meanwhile, none failed", ok)
 }
+
+// inClusterLocal: a pod and a host process on a node without an endpoint
+// of a Local Service reach its EIP (served by the endpoints elsewhere, as
+// with kube-proxy), while the node is not a next hop for outside clients.
+func inClusterLocal(t *testing.T, l *cluster.Lab, ns string) {
+	svc := api.Service(t, ns, "local-in-cluster", true, corev1.IPv4Protocol)
+	l.EndpointPods(t, svc, [2]int{1, 0})
+	ip := api.IPs(t, svc, 1)[0]
+	l.Rtr.WaitRoute(t, ip, 15*time.Second, via(1))
+	reach(t, l.Client, ip, true)
+	for _, from := range []*netlab.NS{l.Pods[2][0], l.Nodes[2]} { // on node3
+		reach(t, from, ip, true)
+		out, err := getFrom(from, ip, 80)
+		if err != nil || !strings.HasPrefix(out, cluster.PodName(1, 0)+" ") {
+			t.Errorf("%s to the Local EIP: %q %v, want %s", from.Name, out, err, cluster.PodName(1, 0))
+		}
+	}
+}
