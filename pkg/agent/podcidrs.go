@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -26,6 +27,10 @@ func PodCIDRs(ctx context.Context, cfg *rest.Config, node, flag string) ([]netip
 	}
 	var n corev1.Node
 	if err := c.Get(ctx, client.ObjectKey{Name: node}, &n); err != nil {
+		if apierrors.IsNotFound(err) {
+			// No Node (yet): no pod CIDRs, as a Node without them.
+			return nil, nil
+		}
 		return nil, fmt.Errorf("reading Node %s for its podCIDRs: %w", node, err)
 	}
 	return parseCIDRs(n.Spec.PodCIDRs)
