@@ -120,6 +120,9 @@ type Forward struct {
 	// Restricted with no Sources refuses every client.
 	Restricted bool
 	Sources    []netip.Prefix
+	// Sticky: sessionAffinity ClientIP; the endpoint of a new connection
+	// is a hash of the client's address instead of random (see Spread).
+	Sticky bool
 }
 
 // Service is the data plane contribution of one Service.
@@ -159,6 +162,7 @@ func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string,
 	}
 	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	ranges := SourceRanges(svc)
+	sticky := svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP
 	for _, sp := range svc.Spec.Ports {
 		proto, ok := protoOf(sp.Protocol)
 		if !ok || sp.Port <= 0 || sp.Port > 65535 {
@@ -167,13 +171,14 @@ func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string,
 		for _, eip := range out.EIPs {
 			fw := Forward{Key: Key{EIP: eip, Proto: proto, Port: uint16(sp.Port)}}
 			fw.Restricted, fw.Sources = ranges.For(eip)
+			fw.Sticky = sticky
 			fw.Endpoints = endpoints(eps, sp, eip, node, local, ready)
 			if len(fw.Endpoints) == 0 {
 				fw.Endpoints = endpoints(eps, sp, eip, node, local, servingTerminating)
 			}
 			out.Forwards = append(out.Forwards, sortEndpoints(fw))
 			if local {
-				in := Forward{Key: fw.Key, Endpoints: endpoints(eps, sp, eip, node, false, ready)}
+				in := Forward{Key: fw.Key, Endpoints: endpoints(eps, sp, eip, node, false, ready), Sticky: sticky}
 				in.Internal = true
 				if len(in.Endpoints) == 0 {
 					in.Endpoints = endpoints(eps, sp, eip, node, false, servingTerminating)

@@ -78,6 +78,7 @@ func scenario(mode Mode) *Table {
 	}
 	t.Set(Compute(web, webSlices, "n1", mode))
 	api := svc("api", true, []string{"192.0.2.11"}, port("", "", 443))
+	api.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 	t.Set(Compute(api, []*discoveryv1.EndpointSlice{slice("api", discoveryv1.AddressTypeIPv4,
 		[]discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 8443)},
 		ep{addr: "10.1.0.5", node: "n1"}, ep{addr: "10.1.0.6", node: "n1"}, ep{addr: "10.2.0.7", node: "n2"})}, "n1", mode))
@@ -156,8 +157,8 @@ func TestTableRefcounts(t *testing.T) {
 	before := tab.String()
 	two := Spread{N: 2}
 	// 10.1.0.5 is a local endpoint of web's two forwards and of api's
-	// external and internal ones.
-	if tab.Spreads[two] != 3 || tab.Hairpin[netip.MustParseAddr("10.1.0.5")] != 4 {
+	// external and internal ones; api's spreads are sticky.
+	if tab.Spreads[two] != 2 || tab.Spreads[Spread{N: 2, Sticky: true}] != 1 || tab.Hairpin[netip.MustParseAddr("10.1.0.5")] != 4 {
 		t.Fatalf("refcounts: spread4/2 %d hairpin %d", tab.Spreads[two], tab.Hairpin[netip.MustParseAddr("10.1.0.5")])
 	}
 	tc := tab.Delete("ns/api")
@@ -172,6 +173,7 @@ func TestTableRefcounts(t *testing.T) {
 	}
 	// Setting it back restores the same table.
 	api := svc("api", true, []string{"192.0.2.11"}, port("", "", 443))
+	api.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 	tab.Set(Compute(api, []*discoveryv1.EndpointSlice{slice("api", discoveryv1.AddressTypeIPv4,
 		[]discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 8443)},
 		ep{addr: "10.1.0.5", node: "n1"}, ep{addr: "10.1.0.6", node: "n1"}, ep{addr: "10.2.0.7", node: "n2"})}, "n1", ModeNftables))

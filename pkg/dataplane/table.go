@@ -75,11 +75,29 @@ type Touched struct {
 }
 
 // Spread names the chain that spreads the forwards of one family with N
-// endpoints (Internal: the internal forwards, see Key).
+// endpoints (Internal: the internal forwards, see Key). Sticky spreads
+// (sessionAffinity ClientIP) choose the endpoint by a hash of the client's
+// address (jhash with a fixed seed: the same on every node) instead of at
+// random, so a client's connections reach one endpoint, through any node,
+// while the endpoints stay the same.
 type Spread struct {
 	V6       bool
 	N        int
 	Internal bool
+	Sticky   bool
+}
+
+// stickyBit marks the count of a sticky forward (Value): the dispatch
+// rules tell the two kinds apart by the count they compare.
+const stickyBit = 1 << 31
+
+// Value is the count element of the spread's forwards: N, with stickyBit
+// when sticky.
+func (s Spread) Value() uint32 {
+	if s.Sticky {
+		return uint32(s.N) | stickyBit
+	}
+	return uint32(s.N)
 }
 
 // Dispatch is the name of the dispatch chain of the spread's family and
@@ -95,8 +113,15 @@ func (s Spread) Dispatch() string {
 	return name + "4"
 }
 
-// Chain is the name of the spread chain: spread4/N, internal4/N, ...
-func (s Spread) Chain() string { return s.Dispatch() + "/" + strconv.Itoa(s.N) }
+// Chain is the name of the spread chain: spread4/N, internal4/N,
+// spread4/N/affinity, ...
+func (s Spread) Chain() string {
+	name := s.Dispatch() + "/" + strconv.Itoa(s.N)
+	if s.Sticky {
+		name += "/affinity"
+	}
+	return name
+}
 
 // Maps are the names of the count and dnat maps of the spread's family
 // and kind: count4 and dnat4, icount4 and idnat4, ...
@@ -112,11 +137,13 @@ func (s Spread) Maps() (count, dnat string) {
 }
 
 func (s Spread) compare(o Spread) int {
-	return cmp.Or(cmp.Compare(b2i(s.Internal), b2i(o.Internal)), cmp.Compare(b2i(s.V6), b2i(o.V6)), s.N-o.N)
+	return cmp.Or(cmp.Compare(b2i(s.Internal), b2i(o.Internal)), cmp.Compare(b2i(s.V6), b2i(o.V6)),
+		s.N-o.N, cmp.Compare(b2i(s.Sticky), b2i(o.Sticky)))
 }
 
-func spreadOf(fw Forward) Spread {
-	return Spread{V6: fw.EIP.Is6(), N: len(fw.Endpoints), Internal: fw.Internal}
+// SpreadOf is the spread of a forward's endpoints.
+func SpreadOf(fw Forward) Spread {
+	return Spread{V6: fw.EIP.Is6(), N: len(fw.Endpoints), Internal: fw.Internal, Sticky: fw.Sticky}
 }
 
 // Empty reports whether nothing was touched.
@@ -220,8 +247,8 @@ func (t *Table) count(s Service, by int) Touched {
 			delete(t.Forwards, fw.Key)
 		}
 		tc.Forwards = append(tc.Forwards, fw.Key)
-		bump(t.Spreads, spreadOf(fw), by)
-		tc.Spreads = append(tc.Spreads, spreadOf(fw))
+		bump(t.Spreads, SpreadOf(fw), by)
+		tc.Spreads = append(tc.Spreads, SpreadOf(fw))
 		// Remote endpoints of internal forwards are not masqueraded: an
 		// in-cluster client's address is routable in the cluster, the
 		// reply comes back through this node anyway (as with kube-proxy).
@@ -304,7 +331,7 @@ func (t *Table) String() string {
 		fmt.Fprintf(&b, "  map %s {\n", count)
 		for _, k := range keys {
 			if k.EIP.Is6() == kind.V6 && k.Internal == kind.Internal {
-				fmt.Fprintf(&b, "    %s : %d\n", fwdKey(k), len(t.Forwards[k].Endpoints))
+				fmt.Fprintf(&b, "    %s : %#x\n", fwdKey(k), SpreadOf(t.Forwards[k]).Value())
 			}
 		}
 		fmt.Fprintf(&b, "  }\n  map %s {\n", dnat)
@@ -341,18 +368,27 @@ func fwdKey(k Key) string { return fmt.Sprintf("%s . %s . %d", k.EIP, k.Proto, k
 func DispatchRule(sp Spread) string {
 	count, _ := sp.Maps()
 	if sp.V6 {
-		return fmt.Sprintf("ip6 daddr . meta l4proto . th dport map @%s %d goto %s", count, sp.N, sp.Chain())
+		return fmt.Sprintf("ip6 daddr . meta l4proto . th dport map @%s %#x goto %s", count, sp.Value(), sp.Chain())
 	}
-	return fmt.Sprintf("ip daddr . meta l4proto . th dport map @%s %d goto %s", count, sp.N, sp.Chain())
+	return fmt.Sprintf("ip daddr . meta l4proto . th dport map @%s %#x goto %s", count, sp.Value(), sp.Chain())
 }
+
+// AffinitySeed is the seed of the sticky spreads' jhash: fixed, so every
+// node maps a client to the same endpoint.
+const AffinitySeed = 0x65697062
 
 // SpreadChainRule renders the one rule of a spread chain.
 func SpreadChainRule(sp Spread) string {
 	_, dnat := sp.Maps()
+	ip := "ip"
 	if sp.V6 {
-		return fmt.Sprintf("ct label set eiplb dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod %d map @%s", sp.N, dnat)
+		ip = "ip6"
 	}
-	return fmt.Sprintf("ct label set eiplb dnat ip to ip daddr . meta l4proto . th dport . numgen random mod %d map @%s", sp.N, dnat)
+	slot := fmt.Sprintf("numgen random mod %d", sp.N)
+	if sp.Sticky {
+		slot = fmt.Sprintf("jhash %s saddr mod %d seed %#x", ip, sp.N, AffinitySeed)
+	}
+	return fmt.Sprintf("ct label set eiplb dnat %s to %s daddr . meta l4proto . th dport . %s map @%s", ip, ip, slot, dnat)
 }
 
 func sortedAddrs(m map[netip.Addr]int) []netip.Addr {

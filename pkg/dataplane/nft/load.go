@@ -221,14 +221,15 @@ func isBase(name string) bool {
 	return false
 }
 
-// parseSpreadChain parses "spread4/<N>", "internal6/<N>", ...
-// (dataplane.Spread.Chain).
+// parseSpreadChain parses "spread4/<N>", "internal6/<N>",
+// "spread4/<N>/affinity", ... (dataplane.Spread.Chain).
 func parseSpreadChain(name string) (dataplane.Spread, bool) {
 	for _, sp := range dispatchChains {
 		rest, ok := strings.CutPrefix(name, sp.Dispatch()+"/")
 		if !ok {
 			continue
 		}
+		rest, sp.Sticky = strings.CutSuffix(rest, "/affinity")
 		n, err := strconv.Atoi(rest)
 		if err != nil || n < 1 {
 			return sp, false

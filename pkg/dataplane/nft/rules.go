@@ -323,7 +323,7 @@ func dispatchExprs(sp dataplane.Spread) []expr.Any {
 	e = append(e, load...)
 	return append(e,
 		&expr.Lookup{SourceRegister: reg1, SetName: count, DestRegister: reg1, IsDestRegSet: true},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: countVal(sp.N)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: countVal(sp.Value())},
 		&expr.Verdict{Kind: expr.VerdictGoto, Chain: sp.Chain()},
 	)
 }
@@ -344,8 +344,15 @@ func spreadExprs(sp dataplane.Spread) []expr.Any {
 	if v4 {
 		family = unix.NFPROTO_IPV4
 	}
+	// The slot: numgen random mod N, or for a sticky spread jhash ip saddr
+	// mod N with the fixed seed (the address loaded where the slot goes).
+	slot := []expr.Any{&expr.Numgen{Register: next, Modulus: uint32(sp.N), Type: unix.NFT_NG_RANDOM}}
+	if sp.Sticky {
+		slot = []expr.Any{saddr(v4, next), &expr.Hash{SourceRegister: next, DestRegister: next, Length: addrLen(v4),
+			Modulus: uint32(sp.N), Seed: dataplane.AffinitySeed, Type: expr.HashTypeJenkins}}
+	}
+	e = append(e, slot...)
 	return append(e,
-		&expr.Numgen{Register: next, Modulus: uint32(sp.N), Type: unix.NFT_NG_RANDOM},
 		&expr.Lookup{SourceRegister: reg1, SetName: dnat, DestRegister: reg1, IsDestRegSet: true},
 		&expr.NAT{
 			Type: expr.NATTypeDestNAT, Family: family,
@@ -462,7 +469,7 @@ func fwdKey(k dataplane.Key) []byte {
 
 // countVal is the value of a count element (and what the dispatch rules
 // compare it with): big endian, so nft lists the number.
-func countVal(n int) []byte { return binaryutil.BigEndian.PutUint32(uint32(n)) }
+func countVal(v uint32) []byte { return binaryutil.BigEndian.PutUint32(v) }
 
 // slotKey is the key of a dnat element: the forward and the slot, in host
 // byte order (numgen writes its register natively; nft lists the slot as

@@ -444,18 +444,18 @@ func (w *Writer) delSet(t *txn, name string) {
 func (w *Writer) planForward(t *txn, sets map[string]*nftables.Set, k dataplane.Key, fw dataplane.Forward, want bool) {
 	cname, dname := dataplane.Spread{V6: k.EIP.Is6(), Internal: k.Internal}.Maps()
 	count, dnat := sets[cname], sets[dname]
-	n := 0
+	n, val := 0, 0
 	if want {
-		n = len(fw.Endpoints)
+		n, val = len(fw.Endpoints), int(dataplane.SpreadOf(fw).Value())
 	}
-	if have, ok := w.m.count[k]; !ok || have != n {
+	if have, ok := w.m.count[k]; !ok || have != val {
 		if ok {
 			t.elem(count, false, nftables.SetElement{Key: fwdKey(k)})
 			t.then(func(m *mirror) { delete(m.count, k) })
 		}
 		if want {
-			t.elem(count, true, nftables.SetElement{Key: fwdKey(k), Val: countVal(n)})
-			t.then(func(m *mirror) { m.count[k] = n })
+			t.elem(count, true, nftables.SetElement{Key: fwdKey(k), Val: countVal(uint32(val))})
+			t.then(func(m *mirror) { m.count[k] = val })
 		}
 	}
 	have := w.m.dnat[k]
