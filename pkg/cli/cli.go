@@ -29,6 +29,7 @@ import (
 	"github.com/eiplb/eiplb/pkg/announce"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
+	"github.com/eiplb/eiplb/pkg/dataplane"
 )
 
 // Pool is one EIPPool's usage.
@@ -322,7 +323,7 @@ func service(ctx context.Context, c client.Reader, s *corev1.Service, events []e
 	}
 	for _, es := range slices_.Items {
 		for _, e := range es.Endpoints {
-			if e.NodeName == nil || (e.Conditions.Ready != nil && !*e.Conditions.Ready) {
+			if e.NodeName == nil || !dataplane.Ready(e.Conditions) {
 				continue
 			}
 			if sv.NodesWithEndpoints == nil {

@@ -172,13 +172,13 @@ func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string,
 			fw := Forward{Key: Key{EIP: eip, Proto: proto, Port: uint16(sp.Port)}}
 			fw.Restricted, fw.Sources = ranges.For(eip)
 			fw.Sticky = sticky
-			fw.Endpoints = endpoints(eps, sp, eip, node, local, ready)
+			fw.Endpoints = endpoints(eps, sp, eip, node, local, Ready)
 			if len(fw.Endpoints) == 0 {
 				fw.Endpoints = endpoints(eps, sp, eip, node, local, servingTerminating)
 			}
 			out.Forwards = append(out.Forwards, sortEndpoints(fw))
 			if local {
-				in := Forward{Key: fw.Key, Endpoints: endpoints(eps, sp, eip, node, false, ready), Sticky: sticky}
+				in := Forward{Key: fw.Key, Endpoints: endpoints(eps, sp, eip, node, false, Ready), Sticky: sticky}
 				in.Internal = true
 				if len(in.Endpoints) == 0 {
 					in.Endpoints = endpoints(eps, sp, eip, node, false, servingTerminating)
@@ -267,9 +267,10 @@ func slicePort(s *discoveryv1.EndpointSlice, name string, proto corev1.Protocol)
 	return 0, false
 }
 
-// ready: the endpoint takes new connections (kube-proxy's reading of the
-// conditions: Ready unset counts as ready).
-func ready(c discoveryv1.EndpointConditions) bool {
+// Ready: the endpoint takes new connections (kube-proxy's reading of the
+// conditions: Ready unset counts as ready; a terminating endpoint never
+// is). The managers count these per node for Local Services.
+func Ready(c discoveryv1.EndpointConditions) bool {
 	return (c.Ready == nil || *c.Ready) && !terminating(c)
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/eiplb/eiplb/pkg/announce"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/bgp"
+	"github.com/eiplb/eiplb/pkg/dataplane"
 	"github.com/eiplb/eiplb/pkg/ipam"
 )
 
@@ -158,7 +159,7 @@ func gather(ctx context.Context, c client.Reader, svc *corev1.Service) (announce
 		seen := map[string]bool{}
 		for _, s := range eps.Items {
 			for _, ep := range s.Endpoints {
-				if ep.NodeName == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) || len(ep.Addresses) == 0 {
+				if ep.NodeName == nil || !dataplane.Ready(ep.Conditions) || len(ep.Addresses) == 0 {
 					continue
 				}
 				// A pod is in one slice per family: count it once.
