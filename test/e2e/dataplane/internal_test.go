@@ -12,15 +12,11 @@ import (
 	"github.com/eiplb/eiplb/pkg/dataplane/nft"
 )
 
-// TestInClusterClientsOfLocal: a Local Service whose only endpoint runs on
-// node2 is refused on node1 to clients from outside (node1 has no local
-// endpoint) but served to node1's pods and to node1 itself, which reach
-// the endpoint on node2 with their own address (no masquerade), as with
-// kube-proxy; once node1 has a local endpoint, outside clients get only
-// that one while in-cluster clients still reach both.
-func TestInClusterClientsOfLocal(t *testing.T) {
-	lb := setup(t)
-	w, err := nft.New(nft.Options{Mode: dataplane.ModeNftables, NetNS: lb.fd,
+// podWriter is a loaded writer for node1 whose pods are 10.1.0.0/16 and
+// fd00:11::/64.
+func podWriter(t *testing.T, fd int) *nft.Writer {
+	t.Helper()
+	w, err := nft.New(nft.Options{Mode: dataplane.ModeNftables, NetNS: fd,
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("fd00:11::/64")}})
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +25,18 @@ func TestInClusterClientsOfLocal(t *testing.T) {
 	if err := w.Load(); err != nil {
 		t.Fatal(err)
 	}
+	return w
+}
+
+// TestInClusterClientsOfLocal: a Local Service whose only endpoint runs on
+// node2 is refused on node1 to clients from outside (node1 has no local
+// endpoint) but served to node1's pods and to node1 itself, which reach
+// the endpoint on node2 with their own address (no masquerade), as with
+// kube-proxy; once node1 has a local endpoint, outside clients get only
+// that one while in-cluster clients still reach both.
+func TestInClusterClientsOfLocal(t *testing.T) {
+	lb := setup(t)
+	w := podWriter(t, lb.fd)
 	key := dataplane.Key{EIP: netip.MustParseAddr(eipLocal), Proto: dataplane.TCP, Port: 80}
 	in := key
 	in.Internal = true
@@ -75,15 +83,7 @@ func TestInClusterClientsOfLocal(t *testing.T) {
 		t.Errorf("in-cluster client: answers %v, want pod2 and pod3", got)
 	}
 	// A restarted writer finds the internal maps and chains as written.
-	w2, err := nft.New(nft.Options{Mode: dataplane.ModeNftables, NetNS: lb.fd,
-		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("fd00:11::/64")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w2.Close() })
-	if err := w2.Load(); err != nil {
-		t.Fatal(err)
-	}
+	w2 := podWriter(t, lb.fd)
 	if err := w2.Sync(d); err != nil || w2.Changes() != 0 {
 		t.Errorf("sync after load: %v, %d changes, want none:\n%s", err, w2.Changes(), ruleset(t, lb.node1))
 	}
