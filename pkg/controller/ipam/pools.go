@@ -46,8 +46,10 @@ func buildPools(pools []v1alpha1.EIPPool) *poolSet {
 	for i := range sorted {
 		p, err := convertPool(&sorted[i])
 		if err != nil {
-			ps.problems[sorted[i].Name] = poolProblem{poolReasonInvalid, err.Error()}
-			ps.all = append(ps.all, &ipam.Pool{Name: sorted[i].Name, Problem: &ipam.PoolProblem{Reason: poolReasonInvalid, Message: err.Error()}})
+			// A selector's error quotes its value, which nothing bounds.
+			msg := bounded(err.Error(), maxQuotedError)
+			ps.problems[sorted[i].Name] = poolProblem{poolReasonInvalid, msg}
+			ps.all = append(ps.all, &ipam.Pool{Name: sorted[i].Name, Problem: &ipam.PoolProblem{Reason: poolReasonInvalid, Message: msg}})
 			continue
 		}
 		ps.parsed[p.Name] = p
@@ -68,6 +70,10 @@ func buildPools(pools []v1alpha1.EIPPool) *poolSet {
 	}
 	return ps
 }
+
+// maxQuotedError bounds an error of a library that quotes user input in
+// full (label selector validation) where ipam.Quote can't be used.
+const maxQuotedError = 512
 
 // Pool reasons beyond the API's constants.
 const (

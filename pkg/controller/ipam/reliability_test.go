@@ -344,4 +344,19 @@ func TestLongAnnotationBounded(t *testing.T) {
 		}
 		return "no InvalidAnnotation Event"
 	})
+	// A pool's selector error quotes the value in full: bounded too.
+	pool := newPool(t, unique("longsel"), v1alpha1.EIPPoolSpec{Addresses: []string{"203.0.113.104/30"}, AutoAssign: ptr.To(false),
+		ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": long}}})
+	eventually(t, 10*time.Second, func() string {
+		p := &v1alpha1.EIPPool{}
+		must(t, k8s.Get(ctx, client.ObjectKeyFromObject(pool), p))
+		c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.PoolConditionReady)
+		if c == nil || c.Reason != "Invalid" || len(c.Message) > 1024 {
+			if c != nil {
+				return fmt.Sprintf("pool condition %s/%s, message of %d bytes: %.300q", c.Status, c.Reason, len(c.Message), c.Message)
+			}
+			return "no pool condition"
+		}
+		return ""
+	})
 }
