@@ -360,3 +360,43 @@ func TestLongAnnotationBounded(t *testing.T) {
 		return ""
 	})
 }
+
+// TestLeaderHandoverChurnNoLeak: two leader-elected managers, Services
+// created and deleted continuously while the leader stops and the standby
+// takes over: no record is left for a deleted Service (regression: the
+// Services deleted in the moments before the standby's controller started
+// leaked theirs) and no address is shown twice.
+func TestLeaderHandoverChurnNoLeak(t *testing.T) {
+	leaseNS := newNamespace(t, nil)
+	opts := defaultOpts()
+	opts.LeaderElection = true
+	opts.LeaderElectionNamespace = leaseNS
+	opts.LeaderElectionID = unique("ipam-lease")
+	stopLeader := startManager(t, opts)
+	ns := newNamespace(t, nil)
+	pool := newPool(t, unique("handover"), v1alpha1.EIPPoolSpec{Addresses: []string{"203.0.113.128/27"}, AutoAssign: ptr.To(false)})
+	const alive = 8
+	n := 0
+	step := func() {
+		newService(t, ns, fmt.Sprintf("h%03d", n), poolAnn(pool.Name))
+		if n >= alive {
+			must(t, k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("h%03d", n-alive)}}))
+		}
+		n++
+	}
+	for range 2 * alive {
+		step()
+	}
+	for i := n - alive; i < n; i++ {
+		waitIPs(t, ns, fmt.Sprintf("h%03d", i), 1) // the first manager leads
+	}
+	startManager(t, opts) // the standby, caches warm
+	stopLeader()          // releases the Lease; the standby takes over
+	for range 3 * alive {
+		step()
+	}
+	for i := n - alive; i < n; i++ {
+		waitIPs(t, ns, fmt.Sprintf("h%03d", i), 1)
+	}
+	recordsMatchServices(t, ns, pool.Name, 15*time.Second)
+}
