@@ -10,7 +10,9 @@ import (
 	"math"
 	"math/big"
 	"net/netip"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Family is an IP address family.
@@ -44,7 +46,7 @@ func ParseRange(s string) (Range, error) {
 		return Range{}, err
 	}
 	if r.Overlaps(mapped) {
-		return Range{}, fmt.Errorf("%q includes IPv4-mapped IPv6 addresses (::ffff:0:0/96)", strings.TrimSpace(s))
+		return Range{}, fmt.Errorf("%s includes IPv4-mapped IPv6 addresses (::ffff:0:0/96)", Quote(strings.TrimSpace(s)))
 	}
 	return r, nil
 }
@@ -60,7 +62,12 @@ func parseRange(s string) (Range, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return Range{}, fmt.Errorf("invalid CIDR %q: %w", s, err)
+			// netip's error repeats the whole input: keep only its cause.
+			msg := err.Error()
+			if i := strings.LastIndex(msg, "): "); i >= 0 {
+				msg = msg[i+3:]
+			}
+			return Range{}, fmt.Errorf("invalid CIDR %s: %s", Quote(s), msg)
 		}
 		if err := checkAddr(p.Addr(), s); err != nil {
 			return Range{}, err
@@ -78,10 +85,10 @@ func parseRange(s string) (Range, error) {
 			return Range{}, err
 		}
 		if a.Is4() != b.Is4() {
-			return Range{}, fmt.Errorf("range %q mixes IPv4 and IPv6", s)
+			return Range{}, fmt.Errorf("range %s mixes IPv4 and IPv6", Quote(s))
 		}
 		if b.Less(a) {
-			return Range{}, fmt.Errorf("range %q ends before it starts", s)
+			return Range{}, fmt.Errorf("range %s ends before it starts", Quote(s))
 		}
 		return Range{First: a, Last: b}, nil
 	}
@@ -95,17 +102,17 @@ func parseRange(s string) (Range, error) {
 func parseAddr(s, entry string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(strings.TrimSpace(s))
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("invalid address %q in %q", s, entry)
+		return netip.Addr{}, fmt.Errorf("invalid address %s in %s", Quote(s), Quote(entry))
 	}
 	return a, checkAddr(a, entry)
 }
 
 func checkAddr(a netip.Addr, entry string) error {
 	if a.Zone() != "" {
-		return fmt.Errorf("address %q has a zone", entry)
+		return fmt.Errorf("address %s has a zone", Quote(entry))
 	}
 	if a.Is4In6() {
-		return fmt.Errorf("address %q is IPv4-mapped IPv6; write the IPv4 address", entry)
+		return fmt.Errorf("address %s is IPv4-mapped IPv6; write the IPv4 address", Quote(entry))
 	}
 	return nil
 }
@@ -216,4 +223,143 @@ func ParseAllocationName(name string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("%q is not an allocation name", name)
 	}
 	return a, nil
+}
+
+// specialBlocks are the address blocks that are never a load-balancer
+// address, whatever a pool or a Service says. Sorted by family, then first
+// address, and disjoint.
+var specialBlocks = func() []specialBlock {
+	out := []specialBlock{}
+	for _, b := range []struct{ prefix, what string }{
+		{"0.0.0.0/8", "in 0.0.0.0/8 (unspecified, \"this network\")"},
+		{"127.0.0.0/8", "loopback"},
+		{"169.254.0.0/16", "link-local"},
+		{"224.0.0.0/4", "multicast"},
+		{"255.255.255.255/32", "the limited broadcast address"},
+		{"::/128", "unspecified"},
+		{"::1/128", "loopback"},
+		{"fe80::/10", "link-local"},
+		{"ff00::/8", "multicast"},
+	} {
+		p := netip.MustParsePrefix(b.prefix)
+		out = append(out, specialBlock{Range{First: p.Addr(), Last: lastOf(p)}, p, b.what})
+	}
+	return out
+}()
+
+type specialBlock struct {
+	r      Range
+	prefix netip.Prefix
+	what   string
+}
+
+// Unusable says why an address can never be a load-balancer address, or
+// returns "" when it can be one. It is the one check for pools (whose
+// unusable addresses are skipped and not counted) and for the eiplb.io/ip
+// annotation (which refuses them): unspecified, 0.0.0.0/8, loopback,
+// link-local, multicast, 255.255.255.255, and IPv6 addresses whose 64-bit
+// interface ID is zero (the Subnet-Router anycast address of their /64,
+// RFC 4291 2.6.1, which routers on a link with that prefix answer).
+func Unusable(a netip.Addr) string {
+	for _, b := range specialBlocks {
+		if b.r.Contains(a) {
+			return b.what
+		}
+	}
+	if isSubnetRouterAnycast(a) {
+		return "the Subnet-Router anycast address of " + netip.PrefixFrom(a, 64).String()
+	}
+	return ""
+}
+
+// isSubnetRouterAnycast reports whether a is an IPv6 address with an
+// all-zero 64-bit interface ID.
+func isSubnetRouterAnycast(a netip.Addr) bool {
+	if !a.Is6() {
+		return false
+	}
+	b := a.As16()
+	for _, x := range b[8:] {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// withoutSpecial returns the parts of r outside every special block, in
+// order.
+func withoutSpecial(r Range) []Range {
+	var out []Range
+	cur := r.First
+	for _, b := range specialBlocks {
+		if !cur.IsValid() || !b.r.Overlaps(Range{First: cur, Last: r.Last}) {
+			continue
+		}
+		if cur.Less(b.r.First) {
+			out = append(out, Range{First: cur, Last: b.r.First.Prev()})
+		}
+		if b.r.Last.Compare(r.Last) >= 0 {
+			return out
+		}
+		cur = b.r.Last.Next()
+	}
+	if cur.IsValid() {
+		out = append(out, Range{First: cur, Last: r.Last})
+	}
+	return out
+}
+
+// specialIn describes the special blocks r overlaps ("127.0.0.0/8
+// (loopback)").
+func specialIn(r Range) []string {
+	var out []string
+	for _, b := range specialBlocks {
+		if b.r.Overlaps(r) {
+			out = append(out, b.prefix.String()+" ("+b.what+")")
+		}
+	}
+	return out
+}
+
+// anycastIn counts the IPv6 addresses of r whose interface ID is zero.
+func anycastIn(r Range) *big.Int {
+	if !r.First.Is6() {
+		return new(big.Int)
+	}
+	hi := func(a netip.Addr) *big.Int {
+		b := a.As16()
+		return new(big.Int).SetBytes(b[:8])
+	}
+	n := new(big.Int).Sub(hi(r.Last), hi(r.First))
+	if isSubnetRouterAnycast(r.First) {
+		n.Add(n, big.NewInt(1))
+	}
+	return n
+}
+
+// maxQuoted is how many bytes of a user's value Quote keeps.
+const maxQuoted = 64
+
+// Quote quotes a value a user wrote (an annotation, a pool entry) for a
+// condition, Event or log message, keeping at most its first 64 bytes: a
+// 64 KiB annotation must not make a 64 KiB condition, nor an Event the API
+// server refuses. Every message that quotes user input goes through it.
+func Quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(Truncate(s, maxQuoted)), len(s))
+}
+
+// Truncate cuts s to at most n bytes without splitting a UTF-8 character.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }

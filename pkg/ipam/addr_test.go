@@ -305,6 +305,19 @@ func buggyBrute(r Range) uint64 {
 	}
 }
 
+// usableBrute counts the addresses of a small range that p.Usable accepts.
+func usableBrute(p *Pool, r Range) uint64 {
+	var n uint64
+	for a := r.First; ; a = a.Next() {
+		if p.Usable(a) {
+			n++
+		}
+		if a == r.Last {
+			return n
+		}
+	}
+}
+
 func TestBuggyCount(t *testing.T) {
 	for _, tc := range []struct {
 		in         string
@@ -321,11 +334,15 @@ func TestBuggyCount(t *testing.T) {
 		{"10.0.0.255-10.0.1.0", 2, 2, 0},
 		{"10.0.0.7", 1, 0, 1},
 		{"10.0.0.0/16", 65536, 512, 65024},
-		{"0.0.0.0/0", 1 << 32, 1 << 25, 1<<32 - 1<<25},
-		{"0.0.0.0-0.0.0.10", 11, 1, 10},
-		{"255.255.255.0-255.255.255.255", 256, 2, 254},
-		{"2001:db8::/120", 256, 0, 256},
-		{"2001:db8::/112", 65536, 0, 65536},
+		// Capacities count usable addresses only: without 0.0.0.0/8,
+		// 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4 and 255.255.255.255
+		// (whose 2,359,809 .0/.255 addresses are not subtracted twice)...
+		{"0.0.0.0/0", 1<<32 - 2<<24 - 1<<16 - 1<<28 - 1, 1 << 25, 1<<32 - 2<<24 - 1<<16 - 1<<28 - 1 - (1<<25 - 2359809)},
+		{"0.0.0.0-0.0.0.10", 0, 1, 0},
+		{"255.255.255.0-255.255.255.255", 255, 2, 254},
+		// ... and without the IPv6 Subnet-Router anycast address.
+		{"2001:db8::/120", 255, 0, 255},
+		{"2001:db8::/112", 65535, 0, 65535},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			r := mustRange(t, tc.in)
@@ -345,9 +362,19 @@ func TestBuggyCount(t *testing.T) {
 			if got := p.Capacity(fam); got != tc.size {
 				t.Errorf("Capacity without AvoidBuggyIPs = %d, want %d", got, tc.size)
 			}
+			if r.Size().Uint64() <= 1<<17 {
+				if got := usableBrute(p, r); got != tc.size {
+					t.Fatalf("test table wrong: brute-force count of usable addresses is %d, table says %d", got, tc.size)
+				}
+			}
 			p.AvoidBuggyIPs = true
 			if got := p.Capacity(fam); got != tc.avoidTotal {
 				t.Errorf("Capacity with AvoidBuggyIPs = %d, want %d", got, tc.avoidTotal)
+			}
+			if r.Size().Uint64() <= 1<<17 {
+				if got := usableBrute(p, r); got != tc.avoidTotal {
+					t.Fatalf("test table wrong: brute-force count of usable addresses avoiding is %d, table says %d", got, tc.avoidTotal)
+				}
 			}
 		})
 	}
@@ -361,8 +388,9 @@ func TestCapacitySaturates(t *testing.T) {
 	}{
 		{"v6 /64", []string{"2001:db8::/64"}, math.MaxInt64},
 		{"v6 /65 is exactly 2^63", []string{"2001:db8::/65"}, math.MaxInt64},
-		{"v6 /66 is 2^62", []string{"2001:db8::/66"}, 1 << 62},
-		{"two v6 /66 sum to 2^63", []string{"2001:db8::/66", "2001:db8:1::/66"}, math.MaxInt64},
+		// Minus one Subnet-Router anycast address per /64.
+		{"v6 /66 is 2^62 - 1", []string{"2001:db8::/66"}, 1<<62 - 1},
+		{"two v6 /66 sum to 2^63 - 2", []string{"2001:db8::/66", "2001:db8:1::/66"}, 1<<63 - 2},
 		{"three v6 /66", []string{"2001:db8::/66", "2001:db8:1::/66", "2001:db8:2::/66"}, math.MaxInt64},
 		{"v6 /1", []string{"8000::/1"}, math.MaxInt64},
 		{"/64 plus small", []string{"2001:db8::/64", "2001:db9::/120"}, math.MaxInt64},

@@ -26,7 +26,8 @@ type Allocation struct {
 }
 
 // Failure says why a family of a request could not be served. Reason is one
-// of the v1alpha1.Reason* constants.
+// of the v1alpha1.Reason* constants. Messages quote user input only through
+// Quote and name at most a few Services or pools, so they stay short.
 type Failure struct {
 	Family  Family
 	Reason  string
@@ -42,7 +43,13 @@ const (
 	ReasonRequestedIPNotInPool = "RequestedIPNotInPool"
 	ReasonRequestedIPInUse     = "RequestedIPInUse"
 	ReasonSharingConflict      = "SharingConflict"
+	ReasonPoolNotReady         = "PoolNotReady"
 )
+
+// MaxHolders is the most Services one address can have: the API's limit on
+// an EIPAllocation's spec.services (its MaxItems). A Service beyond it gets
+// a SharingConflict instead of a write the API server refuses.
+const MaxHolders = 256
 
 // State says what the controller must do to make an Assignment durable.
 type State int
@@ -434,6 +441,11 @@ func (a *Allocator) join(req Request, fam Family, al *Allocation, join JoinCheck
 		return Assignment{}, &Failure{fam, inUse,
 			fmt.Sprintf("%s is held by %s", al.Addr, describeHolders(al.Holders))}
 	}
+	if len(al.Holders) >= MaxHolders {
+		return Assignment{}, &Failure{fam, ReasonSharingConflict,
+			fmt.Sprintf("%s already has %d Services with sharing key %s, the most one address can have (%d); use another key for more",
+				al.Addr, len(al.Holders), Quote(keyName(req.SharingKey)), MaxHolders)}
+	}
 	if join != nil {
 		if err := join(cloneAlloc(al)); err != nil {
 			return Assignment{}, &Failure{fam, ReasonSharingConflict,
@@ -443,6 +455,11 @@ func (a *Allocator) join(req Request, fam Family, al *Allocation, join JoinCheck
 	return Assignment{Addr: al.Addr, Pool: al.Pool, SharingKey: al.SharingKey, State: Join}, nil
 }
 
+// maxNamed is how many Services or pools a message names before it says
+// "and N more": a shared address can have 256 holders, and an Event note
+// has at most 1024 characters.
+const maxNamed = 3
+
 func describeHolders(hs []Holder) string {
 	if len(hs) == 0 {
 		return "another Service"
@@ -451,7 +468,15 @@ func describeHolders(hs []Holder) string {
 	for _, h := range hs {
 		names = append(names, h.String())
 	}
-	return "Service " + strings.Join(names, ", ")
+	return "Service " + joinSome(names)
+}
+
+// joinSome joins the first maxNamed names and counts the rest.
+func joinSome(names []string) string {
+	if len(names) <= maxNamed {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:maxNamed], ", "), len(names)-maxNamed)
 }
 
 func describePools(ps []*Pool) string {
@@ -462,7 +487,7 @@ func describePools(ps []*Pool) string {
 	for _, p := range ps {
 		names = append(names, p.Name)
 	}
-	return "pools " + strings.Join(names, ", ")
+	return "pools " + joinSome(names)
 }
 
 // candidates returns the pools that may serve family fam of req, in the
@@ -476,18 +501,22 @@ func (a *Allocator) candidates(req Request, fam Family, pools []*Pool, byName ma
 		switch {
 		case !ok:
 			return nil, &Failure{fam, ReasonNoMatchingPool, fmt.Sprintf("pool %s does not exist", req.Pool)}
+		case p.Problem != nil:
+			return nil, &Failure{fam, ReasonPoolNotReady, fmt.Sprintf("pool %s is not used for new addresses (%s): %s", req.Pool, p.Problem.Reason, p.Problem.Message)}
 		case p.Disabled:
-			return nil, &Failure{fam, ReasonNoMatchingPool, fmt.Sprintf("pool %s is disabled", req.Pool)}
+			return nil, &Failure{fam, ReasonPoolNotReady, fmt.Sprintf("pool %s is disabled: no new addresses are given from it", req.Pool)}
 		case !p.Admits(req.NamespaceLabels, req.Labels):
 			return nil, &Failure{fam, ReasonNoMatchingPool, fmt.Sprintf("pool %s does not serve this Service (its selectors don't match)", req.Pool)}
 		case !p.HasFamily(fam):
 			return nil, &Failure{fam, ReasonNoMatchingPool, fmt.Sprintf("pool %s has no %s addresses", req.Pool, fam)}
+		case p.Capacity(fam) == 0:
+			return nil, &Failure{fam, ReasonNoMatchingPool, fmt.Sprintf("pool %s has no usable %s addresses (it holds only %s)", req.Pool, fam, strings.Join(p.Skipped(fam), ", "))}
 		}
 		return []*Pool{p}, nil
 	}
 	var selected, general []*Pool
 	for _, p := range pools {
-		if p.Disabled || !p.HasFamily(fam) || !p.Admits(req.NamespaceLabels, req.Labels) {
+		if p.Problem != nil || p.Disabled || !p.HasFamily(fam) || !p.Admits(req.NamespaceLabels, req.Labels) {
 			continue
 		}
 		if !specific && !p.AutoAssign {
@@ -511,15 +540,11 @@ func (a *Allocator) candidates(req Request, fam Family, pools []*Pool, byName ma
 
 // nextFree returns the next usable, unallocated, unreserved address of the
 // pool after the pool's cursor, wrapping around. It looks at no more
-// addresses than are taken plus one, so a large IPv6 range costs no more
-// than a small one.
+// usable addresses than are taken plus one, so a large IPv6 range costs no
+// more than a small one; special blocks are not walked at all, and the
+// other skipped addresses are sparse.
 func (a *Allocator) nextFree(p *Pool, fam Family) (netip.Addr, bool) {
-	var ranges []Range
-	for _, r := range p.Ranges {
-		if r.Family() == fam {
-			ranges = append(ranges, r)
-		}
-	}
+	ranges := p.pieces(fam)
 	if len(ranges) == 0 {
 		return netip.Addr{}, false
 	}
@@ -531,7 +556,7 @@ func (a *Allocator) nextFree(p *Pool, fam Family) (netip.Addr, bool) {
 	key := cursorKey{p.Name, fam}
 	addr, ri := a.start(ranges, a.cursor[key])
 	for i := uint64(0); i < budget; {
-		if !(p.AvoidBuggyIPs && IsBuggy(addr)) {
+		if !p.skip(addr) {
 			i++
 			_, used := a.byAddr[addr]
 			_, resv := a.reserved[addr]

@@ -358,7 +358,7 @@ func TestAllocatePoolOrder(t *testing.T) {
 				return []*Pool{mk(t, "a6", "2001:db8::/120", 5), mk(t, "b6", "2001:db8:1::/120", 0), mk(t, "v4", "10.0.0.0/24", -9)}
 			},
 			fam:      IPv6,
-			wantPool: "b6", wantAddr: "2001:db8:1::",
+			wantPool: "b6", wantAddr: "2001:db8:1::1",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -461,7 +461,10 @@ func TestAllocateNamedPool(t *testing.T) {
 		nsel := newPool(t, "nsel", "10.0.4.0/24")
 		nsel.NamespaceSelector = mustSelector(t, "env=prod")
 		v6 := newPool(t, "v6only", "2001:db8::/120")
-		return []*Pool{a, b, off, sel, nsel, v6}
+		ov := newPool(t, "ov", "10.0.0.0/25")
+		ov.Problem = &PoolProblem{Reason: "Overlap", Message: "addresses 10.0.0.0/25 overlap pool a"}
+		lo := newPool(t, "lo", "127.0.0.0/8", "2001:db8:5::")
+		return []*Pool{a, b, off, sel, nsel, v6, ov, lo}
 	}
 	for _, tc := range []struct {
 		name     string
@@ -474,10 +477,16 @@ func TestAllocateNamedPool(t *testing.T) {
 		msg      string
 	}{
 		{name: "named pool beats priority and auto-assign", pool: "b", fam: IPv4, wantAddr: "10.0.1.0"},
-		{name: "named pool v6", pool: "v6only", fam: IPv6, wantAddr: "2001:db8::"},
+		{name: "named pool v6", pool: "v6only", fam: IPv6, wantAddr: "2001:db8::1"},
 		{name: "selector matches", pool: "sel", fam: IPv4, labels: map[string]string{"app": "web"}, wantAddr: "10.0.3.0"},
 		{name: "missing", pool: "missing", fam: IPv4, reason: ReasonNoMatchingPool, msg: "does not exist"},
-		{name: "disabled", pool: "off", fam: IPv4, reason: ReasonNoMatchingPool, msg: "disabled"},
+		{name: "disabled", pool: "off", fam: IPv4, reason: ReasonPoolNotReady, msg: "pool off is disabled"},
+		// A pool flagged Overlap (or Invalid) exists: the Service is told
+		// what is wrong with it, not that it does not exist.
+		{name: "flagged", pool: "ov", fam: IPv4, reason: ReasonPoolNotReady, msg: "pool ov is not used for new addresses (Overlap): addresses 10.0.0.0/25 overlap pool a"},
+		{name: "flagged, requested IP", pool: "ov", fam: IPv4, ips: []string{"10.0.0.9"}, reason: ReasonPoolNotReady, msg: "Overlap"},
+		{name: "no usable address", pool: "lo", fam: IPv4, reason: ReasonNoMatchingPool, msg: "pool lo has no usable IPv4 addresses (it holds only 127.0.0.0/8 (loopback))"},
+		{name: "no usable address v6", pool: "lo", fam: IPv6, reason: ReasonNoMatchingPool, msg: "pool lo has no usable IPv6 addresses (it holds only IPv6 Subnet-Router anycast addresses (interface ID 0))"},
 		{name: "service selector mismatch", pool: "sel", fam: IPv4, labels: map[string]string{"app": "db"}, reason: ReasonNoMatchingPool, msg: "selectors"},
 		{name: "namespace selector mismatch", pool: "nsel", fam: IPv4, reason: ReasonNoMatchingPool, msg: "selectors"},
 		{name: "no such family", pool: "v6only", fam: IPv4, reason: ReasonNoMatchingPool, msg: "no IPv4"},
@@ -560,7 +569,7 @@ func TestAllocateAvoidBuggyIPs(t *testing.T) {
 	t.Run("ipv6 unaffected", func(t *testing.T) {
 		p := newPool(t, "a", "2001:db8::/120")
 		p.AvoidBuggyIPs = true
-		wantAssignment(t, oneAssignment(t, NewAllocator().Allocate(svc("u", IPv6), []*Pool{p}, nil)), "2001:db8::", "a", New)
+		wantAssignment(t, oneAssignment(t, NewAllocator().Allocate(svc("u", IPv6), []*Pool{p}, nil)), "2001:db8::1", "a", New)
 	})
 }
 
@@ -847,7 +856,7 @@ func TestAllocateSharing(t *testing.T) {
 	})
 	t.Run("key used by the other family only", func(t *testing.T) {
 		a, _ := setup(t)
-		wantAssignment(t, oneAssignment(t, a.Allocate(keyed("second", "ns/k", IPv6), pools, nil)), "2001:db8::", "a", New)
+		wantAssignment(t, oneAssignment(t, a.Allocate(keyed("second", "ns/k", IPv6), pools, nil)), "2001:db8::1", "a", New)
 	})
 	t.Run("dual-stack join", func(t *testing.T) {
 		a := NewAllocator()
@@ -1062,7 +1071,7 @@ func TestAllocateMoves(t *testing.T) {
 			t.Fatalf("got %s", fmtResult(res))
 		}
 		wantAssignment(t, res.Assignments[0], "10.0.0.0", "a", Held)
-		wantAssignment(t, res.Assignments[1], "2001:db8::", "a", Held)
+		wantAssignment(t, res.Assignments[1], "2001:db8::1", "a", Held)
 		wantRelease(t, res)
 	})
 }
@@ -1080,7 +1089,7 @@ func TestAllocateDualStack(t *testing.T) {
 			t.Fatalf("got %s", fmtResult(res))
 		}
 		wantAssignment(t, res.Assignments[0], "10.0.0.0", "a4", New)
-		wantAssignment(t, res.Assignments[1], "2001:db8::", "a6", New)
+		wantAssignment(t, res.Assignments[1], "2001:db8::1", "a6", New)
 		if a.reservedCount() != 2 {
 			t.Errorf("want both reserved")
 		}
@@ -1090,7 +1099,7 @@ func TestAllocateDualStack(t *testing.T) {
 		if len(res.Assignments) != 2 {
 			t.Fatalf("got %s", fmtResult(res))
 		}
-		wantAssignment(t, res.Assignments[0], "2001:db8::", "a6", New)
+		wantAssignment(t, res.Assignments[0], "2001:db8::1", "a6", New)
 		wantAssignment(t, res.Assignments[1], "10.0.0.0", "a4", New)
 	})
 	t.Run("one mixed pool", func(t *testing.T) {
@@ -1099,7 +1108,7 @@ func TestAllocateDualStack(t *testing.T) {
 			t.Fatalf("got %s", fmtResult(res))
 		}
 		wantAssignment(t, res.Assignments[0], "10.0.0.0", "m", New)
-		wantAssignment(t, res.Assignments[1], "2001:db8::", "m", New)
+		wantAssignment(t, res.Assignments[1], "2001:db8::1", "m", New)
 	})
 	t.Run("requested pair", func(t *testing.T) {
 		req := svc("u1", IPv4, IPv6)
@@ -1183,7 +1192,7 @@ func TestAllocateDualStack(t *testing.T) {
 			t.Fatalf("got %s", fmtResult(res))
 		}
 		wantAssignment(t, res.Assignments[0], x.String(), "a4", Held)
-		wantAssignment(t, res.Assignments[1], "2001:db8::", "a6", New)
+		wantAssignment(t, res.Assignments[1], "2001:db8::1", "a6", New)
 		wantRelease(t, res)
 	})
 	t.Run("family dropped releases its address", func(t *testing.T) {
@@ -1208,7 +1217,7 @@ func TestAllocateDualStack(t *testing.T) {
 		pools := []*Pool{v4(t), v6(t)}
 		allocate(t, a, svc("u1", IPv6, IPv4), pools, nil)
 		res := a.Allocate(svc("u1"), pools, nil)
-		wantRelease(t, res, "10.0.0.0", "2001:db8::")
+		wantRelease(t, res, "10.0.0.0", "2001:db8::1")
 	})
 }
 
@@ -1259,7 +1268,7 @@ func TestAllocateRequireAllRollbackKeepsReplacedAddress(t *testing.T) {
 				}
 				got[asg.Addr.String()] = true
 			}
-			if len(res.Assignments) != 2 || !got["10.0.0.0"] || !got["2001:db8::"] {
+			if len(res.Assignments) != 2 || !got["10.0.0.0"] || !got["2001:db8::1"] {
 				t.Fatalf("want both held addresses kept, got %s", fmtResult(res))
 			}
 			if n := a.reservedCount(); n != 0 {
@@ -1594,7 +1603,7 @@ func TestAllocateConcurrent(t *testing.T) {
 // Reservations alone (no Set) must keep concurrent Allocate calls apart.
 func TestAllocateConcurrentReservationsOnly(t *testing.T) {
 	a := NewAllocator()
-	pools := []*Pool{newPool(t, "a", "2001:db8::/122")} // 64 addresses
+	pools := []*Pool{newPool(t, "a", "2001:db8::1-2001:db8::40")} // 64 addresses
 	const workers = 100
 	var (
 		mu  sync.Mutex

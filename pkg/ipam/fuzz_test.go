@@ -1,6 +1,8 @@
 package ipam
 
 import (
+	"fmt"
+	"math/big"
 	"net/netip"
 	"testing"
 
@@ -66,6 +68,7 @@ func FuzzParseIPs(f *testing.F) {
 		"192.0.2.1", "2001:db8::1", "192.0.2.1,2001:db8::1", " 192.0.2.1 , 2001:db8::1 ",
 		"192.0.2.1,192.0.2.2", "127.0.0.1", "::1", "0.0.0.0", "224.0.0.1", "ff02::1",
 		"fe80::1%eth0", "::ffff:1.2.3.4", "", ",", ",,192.0.2.1,", "garbage",
+		"169.254.1.1", "fe80::1", "0.1.2.3", "255.255.255.255", "2001:db8::", "2001:db8::1:0:0:0",
 	} {
 		f.Add(s)
 	}
@@ -87,7 +90,7 @@ func FuzzParseIPs(f *testing.F) {
 				t.Fatalf("ParseIPs(%q) = %v: two %s addresses", s, ips, fam)
 			}
 			seen[fam] = true
-			if a.Zone() != "" || a.Is4In6() || a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() {
+			if a.Zone() != "" || a.Is4In6() || a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() || a.IsLinkLocalUnicast() || Unusable(a) != "" {
 				t.Fatalf("ParseIPs(%q) accepted %s", s, a)
 			}
 			back, err := ParseIPs(a.String())
@@ -130,6 +133,52 @@ func FuzzAllocationName(f *testing.F) {
 		}
 		if back != a {
 			t.Fatalf("ParseAllocationName(AllocationName(%s) = %q) = %s", a, name, back)
+		}
+	})
+}
+
+// FuzzPoolFill fills a small pool: every address handed out is Usable and
+// distinct, and exactly Capacity addresses are handed out before the pool
+// is exhausted (Capacity must be exact: the allocator's walk relies on it).
+func FuzzPoolFill(f *testing.F) {
+	for _, s := range []string{
+		"0.0.0.0/24", "127.0.0.0/30", "126.255.255.250-128.0.0.5", "169.253.255.250-169.255.0.5",
+		"223.255.255.250-224.0.0.5", "255.255.255.0/24", "10.0.0.250-10.0.1.5", "2001:db8::/120",
+		"2001:db8:0:0:ffff:ffff:ffff:fff0-2001:db8:0:1::10", "::/120", "fe7f:ffff:ffff:ffff:ffff:ffff:ffff:fff0-fe80::10",
+		"feff:ffff:ffff:ffff:ffff:ffff:ffff:fff0-ff00::10", "2001:db8::", "192.0.2.7",
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, s string, avoid bool) {
+		p, err := NewPool("p", []string{s})
+		if err != nil || p.Ranges[0].Size().Cmp(big.NewInt(1024)) > 0 {
+			return
+		}
+		p.AvoidBuggyIPs = avoid
+		fam := p.Ranges[0].Family()
+		want := p.Capacity(fam)
+		a := NewAllocator()
+		seen := map[netip.Addr]bool{}
+		for i := uint64(0); ; i++ {
+			req := Request{UID: fmt.Sprint(i), Namespace: "ns", Name: fmt.Sprint(i), Families: []Family{fam}, RequireAll: true, Pool: "p"}
+			res := a.Allocate(req, []*Pool{p}, nil)
+			if len(res.Failures) > 0 {
+				if i != want {
+					t.Fatalf("pool %q (avoid %v): %d addresses handed out, Capacity %d; then %v", s, avoid, i, want, res.Failures[0])
+				}
+				return
+			}
+			if i >= want {
+				t.Fatalf("pool %q (avoid %v): more than Capacity %d addresses handed out", s, avoid, want)
+			}
+			addr := res.Assignments[0].Addr
+			if seen[addr] || !p.Usable(addr) || Unusable(addr) != "" {
+				t.Fatalf("pool %q (avoid %v) handed out %s (seen %v, usable %v, %q)", s, avoid, addr, seen[addr], p.Usable(addr), Unusable(addr))
+			}
+			seen[addr] = true
+			a.Set(Allocation{Addr: addr, Pool: "p", Holders: []Holder{{UID: req.UID, Namespace: "ns", Name: req.Name}}})
+			a.Unreserve(addr)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package ipam
 import (
 	"cmp"
 	"fmt"
+	"math/big"
 	"net/netip"
 	"slices"
 
@@ -20,6 +21,16 @@ type Pool struct {
 	// Selectors; nil means the pool has no such selector.
 	NamespaceSelector labels.Selector
 	ServiceSelector   labels.Selector
+	// Problem, when set, keeps the pool from serving new allocations (an
+	// overlap with another pool, an invalid spec, no usable address): the
+	// reason and message of its Ready=False condition, which a Service
+	// naming the pool is told.
+	Problem *PoolProblem
+}
+
+// PoolProblem says why a pool serves no new allocation.
+type PoolProblem struct {
+	Reason, Message string
 }
 
 // NewPool parses a pool's address entries. Overlapping entries within one
@@ -68,9 +79,58 @@ func (p *Pool) Contains(a netip.Addr) bool {
 	return false
 }
 
-// Usable reports whether a may be handed out from this pool.
+// Usable reports whether a may be handed out from this pool: one of its
+// addresses, not Unusable, and not skipped by avoidBuggyIPs.
 func (p *Pool) Usable(a netip.Addr) bool {
-	return p.Contains(a) && !(p.AvoidBuggyIPs && IsBuggy(a))
+	return p.Contains(a) && Unusable(a) == "" && !(p.AvoidBuggyIPs && IsBuggy(a))
+}
+
+// pieces returns the pool's ranges of family f without the special blocks
+// (which may be large: a pool 0.0.0.0/1 holds 0.0.0.0/8 and 127.0.0.0/8),
+// so that what is left to skip address by address is sparse.
+func (p *Pool) pieces(f Family) []Range {
+	var out []Range
+	for _, r := range p.Ranges {
+		if r.Family() == f {
+			out = append(out, withoutSpecial(r)...)
+		}
+	}
+	return out
+}
+
+// skip reports whether an address outside the special blocks is still not
+// handed out: an IPv6 Subnet-Router anycast address, or an address
+// avoidBuggyIPs rules out.
+func (p *Pool) skip(a netip.Addr) bool {
+	return isSubnetRouterAnycast(a) || (p.AvoidBuggyIPs && IsBuggy(a))
+}
+
+// Skipped describes the kinds of addresses of family f the pool holds but
+// never hands out, for a condition message.
+func (p *Pool) Skipped(f Family) []string {
+	var out []string
+	var anycast, buggy bool
+	for _, r := range p.Ranges {
+		if r.Family() != f {
+			continue
+		}
+		for _, s := range specialIn(r) {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+		for _, piece := range withoutSpecial(r) {
+			anycast = anycast || anycastIn(piece).Sign() > 0
+			buggy = buggy || (p.AvoidBuggyIPs && buggyIn(piece) > 0)
+		}
+	}
+	if anycast {
+		out = append(out, "IPv6 Subnet-Router anycast addresses (interface ID 0)")
+	}
+	if buggy {
+		out = append(out, "addresses ending in .0 or .255 (avoidBuggyIPs)")
+	}
+	return out
 }
 
 // HasFamily reports whether the pool has addresses of family f.
@@ -83,24 +143,18 @@ func (p *Pool) HasFamily(f Family) bool {
 	return false
 }
 
-// Capacity is the number of usable addresses of family f, saturating at
-// MaxInt64.
+// Capacity is the number of usable addresses of family f (see Usable),
+// saturating at MaxInt64.
 func (p *Pool) Capacity(f Family) uint64 {
-	var total uint64
-	for _, r := range p.Ranges {
-		if r.Family() != f {
-			continue
-		}
-		n := saturate(r.Size())
+	total := new(big.Int)
+	for _, r := range p.pieces(f) {
+		total.Add(total, r.Size())
+		total.Sub(total, anycastIn(r))
 		if p.AvoidBuggyIPs {
-			n -= buggyIn(r)
+			total.Sub(total, new(big.Int).SetUint64(buggyIn(r)))
 		}
-		if total+n < total || total+n > 1<<63-1 {
-			return 1<<63 - 1
-		}
-		total += n
 	}
-	return total
+	return saturate(total)
 }
 
 // Overlap returns the first range of p that overlaps a range of o.

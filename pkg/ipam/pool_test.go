@@ -171,26 +171,26 @@ func TestPoolAdmits(t *testing.T) {
 func TestPoolContainsUsableHasFamily(t *testing.T) {
 	p := newPool(t, "p", "10.0.0.0/24", "10.0.2.10-10.0.2.20", "2001:db8::/126")
 	for _, tc := range []struct {
-		addr               string
-		contains, avoiding bool // Usable with AvoidBuggyIPs
+		addr                       string
+		contains, usable, avoiding bool // avoiding: Usable with AvoidBuggyIPs
 	}{
-		{"10.0.0.0", true, false},
-		{"10.0.0.1", true, true},
-		{"10.0.0.255", true, false},
-		{"10.0.1.1", false, false},
-		{"10.0.2.10", true, true},
-		{"10.0.2.21", false, false},
-		{"2001:db8::", true, true},
-		{"2001:db8::3", true, true},
-		{"2001:db8::4", false, false},
+		{"10.0.0.0", true, true, false},
+		{"10.0.0.1", true, true, true},
+		{"10.0.0.255", true, true, false},
+		{"10.0.1.1", false, false, false},
+		{"10.0.2.10", true, true, true},
+		{"10.0.2.21", false, false, false},
+		{"2001:db8::", true, false, false}, // Subnet-Router anycast
+		{"2001:db8::3", true, true, true},
+		{"2001:db8::4", false, false, false},
 	} {
 		a := mustAddr(t, tc.addr)
 		p.AvoidBuggyIPs = false
 		if got := p.Contains(a); got != tc.contains {
 			t.Errorf("Contains(%s) = %v, want %v", a, got, tc.contains)
 		}
-		if got := p.Usable(a); got != tc.contains {
-			t.Errorf("Usable(%s) without AvoidBuggyIPs = %v, want %v", a, got, tc.contains)
+		if got := p.Usable(a); got != tc.usable {
+			t.Errorf("Usable(%s) without AvoidBuggyIPs = %v, want %v", a, got, tc.usable)
 		}
 		p.AvoidBuggyIPs = true
 		if got := p.Usable(a); got != tc.avoiding {
@@ -222,7 +222,8 @@ func TestPoolCapacity(t *testing.T) {
 	if got, want := p.Capacity(IPv4), uint64(256+10+1); got != want {
 		t.Errorf("Capacity(IPv4) = %d, want %d", got, want)
 	}
-	if got, want := p.Capacity(IPv6), uint64(256+1); got != want {
+	// 2001:db8:: is the Subnet-Router anycast address of its /64.
+	if got, want := p.Capacity(IPv6), uint64(255+1); got != want {
 		t.Errorf("Capacity(IPv6) = %d, want %d", got, want)
 	}
 	p.AvoidBuggyIPs = true
@@ -230,7 +231,7 @@ func TestPoolCapacity(t *testing.T) {
 	if got, want := p.Capacity(IPv4), uint64(254+9+0); got != want {
 		t.Errorf("Capacity(IPv4) avoiding = %d, want %d", got, want)
 	}
-	if got, want := p.Capacity(IPv6), uint64(256+1); got != want {
+	if got, want := p.Capacity(IPv6), uint64(255+1); got != want {
 		t.Errorf("Capacity(IPv6) avoiding = %d, want %d (IPv6 is never buggy)", got, want)
 	}
 }

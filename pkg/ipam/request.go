@@ -65,20 +65,20 @@ func ParseIPs(s string) ([]netip.Addr, error) {
 		}
 		a, err := netip.ParseAddr(f)
 		if err != nil || a.Zone() != "" || a.Is4In6() {
-			return nil, fmt.Errorf("%q is not an IP address", f)
+			return nil, fmt.Errorf("%s is not an IP address", Quote(f))
 		}
-		if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-			return nil, fmt.Errorf("%q can't be a load-balancer address", f)
+		if why := Unusable(a); why != "" {
+			return nil, fmt.Errorf("%s can't be a load-balancer address: it is %s", a, why)
 		}
 		fam := FamilyOf(a)
 		if seen[fam] {
-			return nil, fmt.Errorf("more than one %s address in %q", fam, s)
+			return nil, fmt.Errorf("more than one %s address in %s", fam, Quote(s))
 		}
 		seen[fam] = true
 		out = append(out, a)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no address in %q", s)
+		return nil, fmt.Errorf("no address in %s", Quote(s))
 	}
 	return out, nil
 }
@@ -87,7 +87,7 @@ func ParseIPs(s string) ([]netip.Addr, error) {
 // Services can share only with Services of their own namespace.
 func ParseSharingKey(namespace, key string) (string, error) {
 	if errs := validation.IsQualifiedName(key); len(errs) > 0 {
-		return "", fmt.Errorf("sharing key %q is invalid: %s", key, strings.Join(errs, "; "))
+		return "", fmt.Errorf("sharing key %s is invalid: %s", Quote(key), strings.Join(errs, "; "))
 	}
 	return namespace + "/" + key, nil
 }
@@ -95,7 +95,7 @@ func ParseSharingKey(namespace, key string) (string, error) {
 // ParsePoolName validates the eiplb.io/pool annotation.
 func ParsePoolName(s string) (string, error) {
 	if errs := validation.IsDNS1123Subdomain(s); len(errs) > 0 {
-		return "", fmt.Errorf("pool name %q is invalid: %s", s, strings.Join(errs, "; "))
+		return "", fmt.Errorf("pool name %s is invalid: %s", Quote(s), strings.Join(errs, "; "))
 	}
 	return s, nil
 }

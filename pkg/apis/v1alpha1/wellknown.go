@@ -41,6 +41,7 @@ const (
 	ReasonRequestedIPNotInPool = "RequestedIPNotInPool"
 	ReasonRequestedIPInUse     = "RequestedIPInUse"
 	ReasonSharingConflict      = "SharingConflict"
+	ReasonPoolNotReady         = "PoolNotReady"
 	ReasonInvalidAnnotation    = "InvalidAnnotation"
 	ReasonOrphaned             = "AddressOutsidePools"
 )

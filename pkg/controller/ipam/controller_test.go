@@ -331,10 +331,12 @@ func TestOverlappingPoolFlagged(t *testing.T) {
 		}
 		return ""
 	})
-	// The flagged pool serves nothing.
+	// The flagged pool serves nothing, and a Service naming it is told why.
 	ns := newNamespace(t, nil)
 	newService(t, ns, "s", poolAnn(second.Name))
-	waitReason(t, ns, "s", v1alpha1.ReasonNoMatchingPool)
+	if c := waitReason(t, ns, "s", v1alpha1.ReasonPoolNotReady); !containsAll(c.Message, "Overlap", first.Name) {
+		t.Errorf("message %q", c.Message)
+	}
 }
 
 // TestRestartKeepsEveryAddress stops the manager and starts a new one: every

@@ -16,9 +16,13 @@ import (
 // poolSet is the parsed form of every EIPPool, with the problems that keep a
 // pool from being used: an invalid spec, or an overlap with an older pool.
 type poolSet struct {
-	// usable pools, for allocation (disabled ones included: the allocator
-	// tells "disabled" apart from "no pool").
+	// usable pools, and only those, can serve new allocations.
 	usable []*ipam.Pool
+	// all pools, for allocation: the usable ones, and the others with their
+	// Problem set (an invalid one with no addresses), so that a Service
+	// naming a pool is told what is wrong with it, not that it does not
+	// exist; disabled ones are among them as they are.
+	all []*ipam.Pool
 	// parsed holds every pool that parsed, usable or not.
 	parsed map[string]*ipam.Pool
 	// problems by pool name: reason and message of a Ready=False condition.
@@ -42,18 +46,47 @@ func buildPools(pools []v1alpha1.EIPPool) *poolSet {
 	for i := range sorted {
 		p, err := convertPool(&sorted[i])
 		if err != nil {
-			ps.problems[sorted[i].Name] = poolProblem{"Invalid", err.Error()}
+			// A selector's error quotes its value, which nothing bounds.
+			msg := bounded(err.Error(), maxQuotedError)
+			ps.problems[sorted[i].Name] = poolProblem{poolReasonInvalid, msg}
+			ps.all = append(ps.all, &ipam.Pool{Name: sorted[i].Name, Problem: &ipam.PoolProblem{Reason: poolReasonInvalid, Message: msg}})
 			continue
 		}
 		ps.parsed[p.Name] = p
+		ps.all = append(ps.all, p)
+		if p.Capacity(ipam.IPv4) == 0 && p.Capacity(ipam.IPv6) == 0 {
+			// Not usable, and not in the way of other pools either.
+			ps.problems[p.Name] = poolProblem{poolReasonNoUsableAddresses, noUsableMessage(p)}
+			p.Problem = &ipam.PoolProblem{Reason: poolReasonNoUsableAddresses, Message: ps.problems[p.Name].message}
+			continue
+		}
 		if other, r, ok := overlapsAny(p, ps.usable); ok {
 			ps.problems[p.Name] = poolProblem{v1alpha1.PoolReasonOverlap,
 				fmt.Sprintf("addresses %s overlap pool %s; this pool is not used until the overlap is removed", r, other)}
+			p.Problem = &ipam.PoolProblem{Reason: v1alpha1.PoolReasonOverlap, Message: ps.problems[p.Name].message}
 			continue
 		}
 		ps.usable = append(ps.usable, p)
 	}
 	return ps
+}
+
+// maxQuotedError bounds an error of a library that quotes user input in
+// full (label selector validation) where ipam.Quote can't be used.
+const maxQuotedError = 512
+
+// Pool reasons beyond the API's constants.
+const (
+	poolReasonInvalid           = "Invalid"
+	poolReasonNoUsableAddresses = "NoUsableAddresses"
+)
+
+func noUsableMessage(p *ipam.Pool) string {
+	var skipped []string
+	for _, f := range []ipam.Family{ipam.IPv4, ipam.IPv6} {
+		skipped = append(skipped, p.Skipped(f)...)
+	}
+	return "None of the pool's addresses can be handed out: it holds only " + strings.Join(skipped, ", ")
 }
 
 func overlapsAny(p *ipam.Pool, others []*ipam.Pool) (string, ipam.Range, bool) {

@@ -121,19 +121,37 @@ func (r *ServiceReconciler) reconcile(ctx context.Context, key types.NamespacedN
 		}
 		svc = nil
 	}
-	if svc == nil || !r.ours(svc) || svc.DeletionTimestamp != nil {
-		r.pending.remove(key)
-		released, err := r.releaseStale(ctx, key, "")
+	wanted := svc != nil && r.ours(svc) && svc.DeletionTimestamp == nil
+	keepUID := ""
+	if wanted {
+		keepUID = string(svc.UID)
+	}
+	var released []netip.Addr
+	if r.hasStale(key, keepUID) {
+		// Records name a Service of this name that the cache says is gone,
+		// is another incarnation, or is no longer ours. The cache may lag:
+		// a Service created a moment ago (whose record another allocator
+		// wrote) may not be in it yet. Release only what the API server
+		// itself says no Service wants.
+		live, err := r.liveUID(ctx, key)
 		if err != nil {
 			return err
 		}
+		if released, err = r.releaseStale(ctx, key, live); err != nil {
+			return err
+		}
+		if live != keepUID {
+			// The cache is behind; its event for this Service brings it
+			// back here, and so does this retry.
+			return errRetry
+		}
+	}
+	if !wanted {
+		r.pending.remove(key)
 		if svc != nil && svc.DeletionTimestamp == nil {
 			return r.clearStatus(ctx, svc, released)
 		}
 		return nil
-	}
-	if _, err := r.releaseStale(ctx, key, string(svc.UID)); err != nil {
-		return err
 	}
 
 	req, err := r.request(ctx, svc)
@@ -153,7 +171,7 @@ func (r *ServiceReconciler) reconcile(ctx context.Context, key types.NamespacedN
 		unlock := r.keyLocks.lock(req.SharingKey)
 		defer unlock()
 	}
-	res := r.alloc.Allocate(req, set.usable, r.joinCheck(ctx, svc))
+	res := r.alloc.Allocate(req, set.all, r.joinCheck(ctx, svc))
 	if err := r.persist(ctx, svc, res.Assignments); err != nil {
 		return err
 	}
@@ -413,6 +431,38 @@ func (r *ServiceReconciler) release(ctx context.Context, addr netip.Addr, uid st
 	return fmt.Errorf("releasing %s: %w", addr, err)
 }
 
+// hasStale reports whether the index has records naming a Service called
+// key under another UID than keepUID (any UID when keepUID is empty).
+func (r *ServiceReconciler) hasStale(key types.NamespacedName, keepUID string) bool {
+	for _, al := range r.alloc.HeldByName(key.Namespace, key.Name) {
+		for _, h := range al.Holders {
+			if h.Namespace == key.Namespace && h.Name == key.Name && h.UID != keepUID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// liveUID reads the Service named key from the API server, bypassing the
+// cache, and returns its UID when it is one eiplb serves and is not being
+// deleted, else "". A record's holder whose UID this is not can be
+// released: UIDs are never reused, so that Service is gone for good (or no
+// longer ours, which a later change re-allocates from scratch).
+func (r *ServiceReconciler) liveUID(ctx context.Context, key types.NamespacedName) (string, error) {
+	svc := &corev1.Service{}
+	if err := r.apiReader.Get(ctx, key, svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", nil
+		}
+		return "", err
+	}
+	if !r.ours(svc) || svc.DeletionTimestamp != nil {
+		return "", nil
+	}
+	return string(svc.UID), nil
+}
+
 // releaseStale releases what Services named key hold under another UID
 // (every UID when keepUID is empty): deleted Services and older
 // incarnations of a recreated one.
@@ -479,6 +529,7 @@ func condition(res ipam.Result, requireAll bool) metav1.Condition {
 // Service's, and records an Event when the condition changes.
 func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, cond metav1.Condition) error {
 	cond.ObservedGeneration = svc.Generation
+	cond.Message = bounded(cond.Message, maxConditionMessage)
 	old := meta.FindStatusCondition(svc.Status.Conditions, cond.Type)
 	sameCond := old != nil && old.Status == cond.Status && old.Reason == cond.Reason && old.Message == cond.Message && old.ObservedGeneration == cond.ObservedGeneration
 	if sameCond && equality.Semantic.DeepEqual(svc.Status.LoadBalancer.Ingress, ingress) {
@@ -501,11 +552,27 @@ func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 	case sameCond:
 	case cond.Status != metav1.ConditionTrue:
 		log.FromContext(ctx).Info("Service has no address", "service", klog.KObj(svc), "reason", cond.Reason, "message", cond.Message)
-		r.recorder.Eventf(svc, nil, corev1.EventTypeWarning, cond.Reason, "AllocateIP", "%s", cond.Message)
+		r.recorder.Eventf(svc, nil, corev1.EventTypeWarning, cond.Reason, "AllocateIP", "%s", bounded(cond.Message, maxEventNote))
 	case old != nil && (old.Status != cond.Status || old.Message != cond.Message):
-		r.recorder.Eventf(svc, nil, corev1.EventTypeNormal, cond.Reason, "AllocateIP", "%s", cond.Message)
+		r.recorder.Eventf(svc, nil, corev1.EventTypeNormal, cond.Reason, "AllocateIP", "%s", bounded(cond.Message, maxEventNote))
 	}
 	return nil
+}
+
+// The API server's limits: an Event's note, a condition's message (bytes).
+// Messages quote user input through ipam.Quote and so stay far below them;
+// bounded is the backstop that keeps a write from being refused.
+const (
+	maxEventNote        = 1024
+	maxConditionMessage = 32768
+)
+
+func bounded(s string, n int) string {
+	const more = " …"
+	if len(s) <= n {
+		return s
+	}
+	return ipam.Truncate(s, n-len(more)) + more
 }
 
 // clearStatus removes what eiplb wrote to a Service that is no longer its

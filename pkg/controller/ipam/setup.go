@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -114,6 +115,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 				return len(n.Spec.Services) < len(o.Spec.Services)
 			},
 		})).
+		// A record whose holder the cache does not show as a served Service
+		// of that UID may be a leak: its Service was deleted while no
+		// allocator watched (every manager down, or in the seconds before a
+		// standby took over), or the index missed the record when the
+		// Service's deletion was handled. The informer lists every record
+		// to this handler when the controller starts, so a new leader
+		// sweeps them all; the reconcile of the holder releases the record
+		// only if the API server confirms the Service is gone.
+		Watches(&v1alpha1.EIPAllocation{}, staleHolders(mgr.GetClient(), svcR.ours), builder.WithPredicates(predicate.Funcs{
+			UpdateFunc: func(event.UpdateEvent) bool { return false },
+			DeleteFunc: func(event.DeleteEvent) bool { return false },
+		})).
 		WatchesRawSource(source.Channel(freedEvents, handler.TypedEnqueueRequestsFromMapFunc(
 			func(context.Context, *v1alpha1.EIPAllocation) []reconcile.Request { return svcR.pending.requests() }))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers}).
@@ -147,6 +160,28 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the pool status controller: %w", err)
 	}
 	return nil
+}
+
+// staleHolders enqueues, for a record seen created (or listed), the holders
+// that the cache does not show as a served Service with that UID. Records
+// the manager just wrote for Services in its cache enqueue nothing.
+func staleHolders(cache client.Reader, ours func(*corev1.Service) bool) handler.EventHandler {
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			ea, ok := e.Object.(*v1alpha1.EIPAllocation)
+			if !ok {
+				return
+			}
+			for _, h := range ea.Spec.Services {
+				key := client.ObjectKey{Namespace: h.Namespace, Name: h.Name}
+				svc := &corev1.Service{}
+				if err := cache.Get(ctx, key, svc); err == nil && string(svc.UID) == h.UID && ours(svc) && svc.DeletionTimestamp == nil {
+					continue
+				}
+				q.Add(reconcile.Request{NamespacedName: key})
+			}
+		},
+	}
 }
 
 // servicePredicate passes the events of Services that are or were served,
