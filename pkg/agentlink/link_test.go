@@ -1,7 +1,9 @@
 package agentlink
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -70,10 +72,15 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// changes records the tracker's OnChange calls.
 type changes struct {
 	mu  sync.Mutex
+	tr  *Tracker
 	all int
 	svc map[string]int
+	// allSaw is the node's phase as the tracker reported it during each
+	// call for all Services: what the announcer, called back, would read.
+	allSaw []Phase
 }
 
 func (c *changes) on(_ string, services []string) {
@@ -81,6 +88,7 @@ func (c *changes) on(_ string, services []string) {
 	defer c.mu.Unlock()
 	if services == nil {
 		c.all++
+		c.allSaw = append(c.allSaw, phase(c.tr))
 		return
 	}
 	for _, s := range services {
@@ -88,25 +96,56 @@ func (c *changes) on(_ string, services []string) {
 	}
 }
 
+// wait bounds the waits for what must happen; it is long because the
+// machine may be busy, and it never shortens a test that passes.
+const wait = 10 * time.Second
+
+// startTracker runs a tracker of the node n1 at addr. Unless the test is
+// about silence (and sets DeadAfter), DeadAfter is long: the agent's
+// heartbeats are in the same process, and a busy machine can stall both
+// for longer than a short DeadAfter, which reads as the node unreachable.
 func startTracker(t *testing.T, port int, addr netip.Addr, opts TrackerOptions) (*Tracker, *changes) {
 	t.Helper()
 	ch := &changes{svc: map[string]int{}}
 	opts.Port, opts.OnChange, opts.Log = port, ch.on, testr.New(t)
+	if opts.Manager == "" {
+		opts.Manager = "m-test"
+	}
 	if opts.DeadAfter == 0 {
-		opts.DeadAfter = 150 * time.Millisecond
+		opts.DeadAfter = wait
 	}
 	opts.Retry = 20 * time.Millisecond
 	tr := NewTracker(opts)
+	ch.mu.Lock()
+	ch.tr = tr
+	ch.mu.Unlock()
 	tr.SetNodes(map[string]netip.Addr{"n1": addr})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = tr.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; waitGoroutines(tr) })
+	t.Cleanup(func() { cancel(); <-done })
 	return tr, ch
 }
 
-// waitGoroutines gives the per-node loops time to see the cancel.
-func waitGoroutines(*Tracker) { time.Sleep(30 * time.Millisecond) }
+// attempts waits until the tracker has concluded n more connection
+// attempts (each changes its Version).
+func attempts(t *testing.T, tr *Tracker, n uint64) {
+	t.Helper()
+	v := tr.Version()
+	eventually(t, wait, fmt.Sprintf("%d more connection attempts", n), func() bool { return tr.Version() >= v+n })
+}
+
+// managerNames returns the names the connected managers gave.
+func managerNames(s *Server) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for c := range s.conns {
+		out = append(out, c.manager)
+	}
+	slices.Sort(out)
+	return out
+}
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -133,7 +172,7 @@ func TestProgrammedGatesEligibility(t *testing.T) {
 		t.Fatal("eligible before any agent answered")
 	}
 	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Generation: 1, Addrs: []netip.Addr{eip}}})
-	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
 	select {
 	case <-tr.Settled():
 	default:
@@ -146,14 +185,16 @@ func TestProgrammedGatesEligibility(t *testing.T) {
 		t.Fatal("eligible for a Service or node never programmed")
 	}
 	a.srv.SetProgrammed("ns/b", &Programmed{Generation: 2, Addrs: []netip.Addr{other}})
-	eventually(t, time.Second, "delta", func() bool { return tr.Eligible("n1", "ns/b", []netip.Addr{other}) })
+	eventually(t, wait, "delta", func() bool { return tr.Eligible("n1", "ns/b", []netip.Addr{other}) })
+	// The tracker calls OnChange after it has taken the change in.
+	eventually(t, wait, "OnChange for ns/b", func() bool { ch.mu.Lock(); defer ch.mu.Unlock(); return ch.svc["ns/b"] > 0 })
 	ch.mu.Lock()
 	if ch.svc["ns/b"] != 1 {
 		t.Errorf("OnChange for ns/b: %d calls, want 1", ch.svc["ns/b"])
 	}
 	ch.mu.Unlock()
 	a.srv.SetProgrammed("ns/b", nil)
-	eventually(t, time.Second, "delete", func() bool { return !tr.Eligible("n1", "ns/b", []netip.Addr{other}) })
+	eventually(t, wait, "delete", func() bool { return !tr.Eligible("n1", "ns/b", []netip.Addr{other}) })
 	if !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
 		t.Fatal("deleting one Service affected another")
 	}
@@ -164,10 +205,12 @@ func TestProgrammedGatesEligibility(t *testing.T) {
 // a next hop.
 func TestAgentRestartWithinGraceKeepsNode(t *testing.T) {
 	port := freePort(t)
-	tr, _ := startTracker(t, port, lo, TrackerOptions{Grace: 2 * time.Second})
+	// The grace period is long: the restart below must fit in it on a busy
+	// machine too.
+	tr, _ := startTracker(t, port, lo, TrackerOptions{Grace: time.Minute})
 	prog := map[string]Programmed{"ns/a": {Generation: 1, Addrs: []netip.Addr{eip}}}
 	a := startAgent(t, "n1", port, prog)
-	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
 	var lost atomic.Bool
 	stop := make(chan struct{})
 	watched := make(chan struct{})
@@ -185,10 +228,10 @@ func TestAgentRestartWithinGraceKeepsNode(t *testing.T) {
 		}
 	}()
 	a.stop()
-	eventually(t, time.Second, "agent seen down", func() bool { return phase(tr) == PhaseAgentDown })
-	time.Sleep(300 * time.Millisecond) // several refused redials
+	eventually(t, wait, "agent seen down", func() bool { return phase(tr) == PhaseAgentDown })
+	attempts(t, tr, 3) // refused redials
 	b := startAgent(t, "n1", port, prog)
-	eventually(t, 2*time.Second, "new agent up", func() bool { return phase(tr) == PhaseUp })
+	eventually(t, wait, "new agent up", func() bool { return phase(tr) == PhaseUp })
 	close(stop)
 	<-watched
 	if lost.Load() {
@@ -204,13 +247,16 @@ func TestAgentGoneWithdrawnAfterGrace(t *testing.T) {
 	grace := 400 * time.Millisecond
 	tr, ch := startTracker(t, port, lo, TrackerOptions{Grace: grace})
 	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
-	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "OnChange for the agent up", func() bool { ch.mu.Lock(); defer ch.mu.Unlock(); return ch.all > 0 })
 	ch.mu.Lock()
 	allBefore := ch.all
 	ch.mu.Unlock()
-	a.stop()
+	// Taken before the stop: the tracker may see the connection close
+	// before stop returns.
 	stopped := time.Now()
-	eventually(t, 3*time.Second, "withdrawn after grace", func() bool { return !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	a.stop()
+	eventually(t, wait, "withdrawn after grace", func() bool { return !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
 	if took := time.Since(stopped); took < grace {
 		t.Fatalf("withdrawn after %v, before the grace period of %v", took, grace)
 	}
@@ -307,10 +353,10 @@ func TestUnreachableWithdrawsAtOnce(t *testing.T) {
 	p := newPausable(t, port, netip.AddrPortFrom(lo, uint16(port)).String())
 	dead := 150 * time.Millisecond
 	tr, _ := startTracker(t, port, netip.MustParseAddr("127.0.0.2"), TrackerOptions{Grace: time.Minute, DeadAfter: dead})
-	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
 	p.paused.Store(true)
 	cut := time.Now()
-	eventually(t, 2*time.Second, "withdrawn", func() bool { return !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "withdrawn", func() bool { return !tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
 	took := time.Since(cut)
 	if phase(tr) != PhaseUnreachable {
 		t.Fatalf("phase %s, want Unreachable", phase(tr))
@@ -320,7 +366,7 @@ func TestUnreachableWithdrawsAtOnce(t *testing.T) {
 	}
 	// Back: the agent's full set makes the node eligible again.
 	p.paused.Store(false)
-	eventually(t, 3*time.Second, "back", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "back", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
 	_ = a
 }
 
@@ -331,14 +377,14 @@ func TestUnreachableForgetsProgrammed(t *testing.T) {
 	port := freePort(t)
 	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
 	p := newPausable(t, port, netip.AddrPortFrom(lo, uint16(port)).String())
-	tr, _ := startTracker(t, port, netip.MustParseAddr("127.0.0.2"), TrackerOptions{Grace: time.Minute})
-	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	tr, _ := startTracker(t, port, netip.MustParseAddr("127.0.0.2"), TrackerOptions{Grace: time.Minute, DeadAfter: 150 * time.Millisecond})
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
 	p.paused.Store(true)
-	eventually(t, 2*time.Second, "unreachable", func() bool { return phase(tr) == PhaseUnreachable })
+	eventually(t, wait, "unreachable", func() bool { return phase(tr) == PhaseUnreachable })
 	a.stop() // the proxy now refuses nothing but forwards to a closed port: EOF
 	p.paused.Store(false)
-	eventually(t, 2*time.Second, "gone", func() bool { return phase(tr) == PhaseGone })
-	time.Sleep(100 * time.Millisecond)
+	eventually(t, wait, "gone", func() bool { return phase(tr) == PhaseGone })
+	attempts(t, tr, 3)
 	if tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
 		t.Fatal("eligible again from a programmed set reported before the node was unreachable")
 	}
@@ -347,29 +393,33 @@ func TestUnreachableForgetsProgrammed(t *testing.T) {
 func TestDrainWaitsForAcknowledgement(t *testing.T) {
 	port := freePort(t)
 	var withdrawn atomic.Bool
-	tr, ch := startTracker(t, port, lo, TrackerOptions{Withdrawn: func(string) bool { return withdrawn.Load() }})
+	var asked atomic.Int32
+	tr, ch := startTracker(t, port, lo, TrackerOptions{Withdrawn: func(string) bool { asked.Add(1); return withdrawn.Load() }})
 	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
-	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
-	ch.mu.Lock()
-	allBefore := ch.all
-	ch.mu.Unlock()
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "manager named", func() bool { return slices.Equal(managerNames(a.srv), []string{"m-test"}) })
 	done := make(chan []string, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
 	defer cancel()
 	go func() { done <- a.srv.Drain(ctx) }()
-	eventually(t, time.Second, "draining", func() bool { return phase(tr) == PhaseDraining })
+	eventually(t, wait, "draining", func() bool { return phase(tr) == PhaseDraining })
 	if tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
 		t.Fatal("a draining node is still eligible")
 	}
-	ch.mu.Lock()
-	if ch.all <= allBefore {
-		t.Error("no OnChange for the drain")
-	}
-	ch.mu.Unlock()
+	// The tracker calls OnChange after it has taken the drain in, so the
+	// announcer it calls reads the node as draining.
+	eventually(t, wait, "an OnChange for the drain", func() bool {
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		return slices.Contains(ch.allSaw, PhaseDraining)
+	})
+	// The tracker has found its paths still on the node a few times.
+	n := asked.Load()
+	eventually(t, wait, "withdrawal checked", func() bool { return asked.Load() >= n+3 })
 	select {
 	case m := <-done:
 		t.Fatalf("drain returned %v before the manager withdrew", m)
-	case <-time.After(200 * time.Millisecond):
+	default:
 	}
 	withdrawn.Store(true)
 	select {
@@ -377,18 +427,19 @@ func TestDrainWaitsForAcknowledgement(t *testing.T) {
 		if len(m) != 0 {
 			t.Fatalf("unacknowledged: %v", m)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(wait):
 		t.Fatal("drain not acknowledged")
 	}
 	a.stop()
-	eventually(t, time.Second, "gone after drain", func() bool { return phase(tr) == PhaseGone })
+	eventually(t, wait, "gone after drain", func() bool { return phase(tr) == PhaseGone })
 }
 
 func TestDrainTimesOutOnSilentManager(t *testing.T) {
 	port := freePort(t)
 	tr, _ := startTracker(t, port, lo, TrackerOptions{Manager: "m-1", Withdrawn: func(string) bool { return false }})
 	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
-	eventually(t, 2*time.Second, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	eventually(t, wait, "manager named", func() bool { return slices.Equal(managerNames(a.srv), []string{"m-1"}) })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if m := a.srv.Drain(ctx); len(m) != 1 || m[0] != "m-1" {
@@ -396,12 +447,127 @@ func TestDrainTimesOutOnSilentManager(t *testing.T) {
 	}
 }
 
+// rawManager is a manager's end of the link driven by hand.
+type rawManager struct {
+	c  net.Conn
+	sc *bufio.Scanner
+}
+
+func dialRaw(t *testing.T, port int, name string) *rawManager {
+	t.Helper()
+	c, err := net.Dial("tcp", netip.AddrPortFrom(lo, uint16(port)).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(wait))
+	m := &rawManager{c: c, sc: bufio.NewScanner(c)}
+	m.send(t, managerMsg{Manager: name})
+	return m
+}
+
+func (m *rawManager) send(t *testing.T, msg managerMsg) {
+	t.Helper()
+	if err := json.NewEncoder(m.c).Encode(&msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// untilDraining reads the agent's messages until one says it is draining.
+func (m *rawManager) untilDraining(t *testing.T) {
+	t.Helper()
+	for m.sc.Scan() {
+		var a agentMsg
+		if err := json.Unmarshal(m.sc.Bytes(), &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.Draining {
+			return
+		}
+	}
+	t.Fatalf("no draining message: %v", m.sc.Err())
+}
+
+// TestDrainWaitsForDroppedManager: a manager whose connection drops during
+// a drain has not acknowledged it: the drain reports it, and waits for it
+// to come back and acknowledge.
+func TestDrainWaitsForDroppedManager(t *testing.T) {
+	port := freePort(t)
+	a := startAgent(t, "n1", port, nil)
+	m1 := dialRaw(t, port, "m-1")
+	eventually(t, wait, "manager named", func() bool { return slices.Equal(managerNames(a.srv), []string{"m-1"}) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan []string, 1)
+	go func() { done <- a.srv.Drain(ctx) }()
+	m1.untilDraining(t)
+	m1.c.Close()
+	if m := <-done; !slices.Equal(m, []string{"m-1"}) {
+		t.Fatalf("unacknowledged %v after m-1's connection dropped, want [m-1]", m)
+	}
+
+	// m-1 comes back, sees the drain and acknowledges.
+	ctx, cancel = context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	go func() { done <- a.srv.Drain(ctx) }()
+	m1 = dialRaw(t, port, "m-1")
+	m1.untilDraining(t)
+	m1.send(t, managerMsg{Drained: true})
+	if m := <-done; len(m) != 0 {
+		t.Fatalf("unacknowledged %v after m-1 came back and acknowledged", m)
+	}
+}
+
+// TestStartWaitsForItsLoops: Start returns only once no goroutine of the
+// tracker runs any more (here: a drain acknowledgement asking Withdrawn),
+// so nothing calls back into a manager that has stopped.
+func TestStartWaitsForItsLoops(t *testing.T) {
+	port := freePort(t)
+	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	tr := NewTracker(TrackerOptions{Manager: "m-1", Port: port, DeadAfter: wait, Retry: 20 * time.Millisecond, Log: testr.New(t),
+		Withdrawn: func(string) bool {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release
+			return false
+		}})
+	tr.SetNodes(map[string]netip.Addr{"n1": lo})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = tr.Start(ctx) }()
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	dctx, dcancel := context.WithCancel(context.Background())
+	defer dcancel()
+	go a.srv.Drain(dctx)
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the tracker never asked whether its paths left the node")
+	}
+	cancel()
+	select {
+	case <-done:
+		t.Fatal("Start returned while its drain acknowledgement still ran")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("Start did not return after its loops ended")
+	}
+}
+
 func TestWrongNodeAtAddressIsNotEligible(t *testing.T) {
 	port := freePort(t)
 	tr, _ := startTracker(t, port, lo, TrackerOptions{})
 	startAgent(t, "n2", port, map[string]Programmed{"ns/a": {Addrs: []netip.Addr{eip}}})
-	eventually(t, 2*time.Second, "answered", func() bool { return phase(tr) != PhaseUnknown })
-	time.Sleep(100 * time.Millisecond)
+	eventually(t, wait, "answered", func() bool { return phase(tr) != PhaseUnknown })
+	attempts(t, tr, 3)
 	if tr.Eligible("n1", "ns/a", []netip.Addr{eip}) {
 		t.Fatal("eligible through another node's agent")
 	}
@@ -425,7 +591,7 @@ func TestBadManagerMessageDropsOnlyThatConnection(t *testing.T) {
 		t.Fatalf("connection not closed by the server: %v", err)
 	}
 	tr, _ := startTracker(t, port, lo, TrackerOptions{})
-	eventually(t, 2*time.Second, "a good manager still served", func() bool { return phase(tr) == PhaseUp })
+	eventually(t, wait, "a good manager still served", func() bool { return phase(tr) == PhaseUp })
 	_ = a
 }
 

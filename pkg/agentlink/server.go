@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,7 +27,12 @@ type Server struct {
 	programmed map[string]Programmed
 	conns      map[*serverConn]struct{}
 	draining   bool
-	changed    chan struct{} // closed and replaced when conns or acks change
+	// In a drain: the managers waited for (by the name in their hello:
+	// connected when the drain began or since) and those that acknowledged.
+	// A manager whose connection drops stays waited for until it comes
+	// back and acknowledges, or the drain times out.
+	drainWait, drainAcked map[string]bool
+	changed               chan struct{} // closed and replaced when conns or acks change
 }
 
 type serverConn struct {
@@ -171,9 +177,15 @@ func (s *Server) read(c *serverConn) {
 		s.mu.Lock()
 		if m.Manager != "" {
 			c.manager = m.Manager
+			if s.draining {
+				s.drainWait[c.manager] = true
+			}
 		}
 		if m.Drained && s.draining && !c.acked {
 			c.acked = true
+			if c.manager != "" {
+				s.drainAcked[c.manager] = true
+			}
 			s.notifyLocked()
 		}
 		s.mu.Unlock()
@@ -226,20 +238,35 @@ func (s *Server) write(ctx context.Context, c *serverConn) {
 }
 
 // Drain tells the managers the node is being drained and waits until every
-// connected manager has acknowledged that its paths no longer use the node,
-// or ctx ends. It returns the managers that did not acknowledge.
+// manager connected when the drain began, or connecting during it, has
+// acknowledged that its paths no longer use the node, or ctx ends. A
+// manager whose connection drops meanwhile has not acknowledged: it is
+// waited for until it reconnects (its tracker then sees the drain again)
+// and acknowledges. Drain returns the managers that did not acknowledge
+// ("" for a connection that never named its manager).
 func (s *Server) Drain(ctx context.Context) []string {
 	s.mu.Lock()
-	s.draining = true
+	if !s.draining {
+		s.draining = true
+		s.drainWait, s.drainAcked = map[string]bool{}, map[string]bool{}
+	}
 	for c := range s.conns {
+		if c.manager != "" {
+			s.drainWait[c.manager] = true
+		}
 		c.poke()
 	}
 	s.mu.Unlock()
 	for {
 		s.mu.Lock()
 		var missing []string
+		for name := range s.drainWait {
+			if !s.drainAcked[name] {
+				missing = append(missing, name)
+			}
+		}
 		for c := range s.conns {
-			if !c.acked {
+			if c.manager == "" && !c.acked {
 				missing = append(missing, c.manager)
 			}
 		}
@@ -250,6 +277,7 @@ func (s *Server) Drain(ctx context.Context) []string {
 		}
 		select {
 		case <-ctx.Done():
+			slices.Sort(missing)
 			return missing
 		case <-ch:
 		}

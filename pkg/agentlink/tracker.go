@@ -87,6 +87,8 @@ type Tracker struct {
 	settled chan struct{}
 	pending map[string]bool // nodes whose first attempt has not concluded
 	first   bool            // SetNodes was called
+	stopped bool            // Start is returning: no new loops
+	loops   sync.WaitGroup  // the per-node loops and their drain acknowledgements
 	// version counts changes of what Status and Unprogrammed report.
 	version atomic.Uint64
 }
@@ -139,6 +141,12 @@ func (t *Tracker) Start(ctx context.Context) error {
 	timer := time.AfterFunc(t.opts.SettleTimeout, t.settle)
 	defer timer.Stop()
 	<-ctx.Done()
+	// Return only once every connection is closed and no loop can touch
+	// the tracker any more.
+	t.mu.Lock()
+	t.stopped = true
+	t.mu.Unlock()
+	t.loops.Wait()
 	return nil
 }
 
@@ -208,12 +216,13 @@ func (t *Tracker) SetNodes(addrs map[string]netip.Addr) {
 }
 
 func (t *Tracker) startLocked(n *nodeState) {
-	if n.cancel != nil {
+	if n.cancel != nil || t.stopped {
 		return
 	}
 	ctx, cancel := context.WithCancel(t.ctx)
 	n.ctx, n.cancel = ctx, cancel
-	go t.run(ctx, n)
+	t.loops.Add(1)
+	go func() { defer t.loops.Done(); t.run(ctx, n) }()
 }
 
 // Eligible reports whether node may be a next hop for the Service key with
@@ -402,7 +411,8 @@ func (t *Tracker) session(ctx context.Context, n *nodeState, c net.Conn) error {
 		}
 		if m.Draining && !draining {
 			draining = true
-			go t.acknowledgeDrain(ctx, n, send)
+			t.loops.Add(1) // within run's own count: never races with Wait
+			go func() { defer t.loops.Done(); t.acknowledgeDrain(ctx, n, send) }()
 		}
 	}
 }

@@ -33,6 +33,13 @@ type Env struct {
 	env    *envtest.Environment
 }
 
+// startTimeout bounds the start of etcd and of the API server, unless
+// envtest's own variable startTimeoutEnv sets it.
+const (
+	startTimeout    = 2 * time.Minute
+	startTimeoutEnv = "KUBEBUILDER_CONTROLPLANE_START_TIMEOUT"
+)
+
 // Start starts the API server (dual-stack Service ranges) with the CRDs of
 // config/crd/bases. Logs of controllers go to stderr when EIPLB_TEST_LOG is
 // set.
@@ -49,6 +56,12 @@ func Start() (*Env, error) {
 		ErrorIfCRDPathMissing: true,
 	}
 	e.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16,fd00:10::/108")
+	if os.Getenv(startTimeoutEnv) == "" {
+		// envtest gives etcd and the API server 20 s each to become
+		// healthy, then kills and retries: on a busy machine, with other
+		// test binaries starting theirs, that failed every retry.
+		e.ControlPlaneStartTimeout = startTimeout
+	}
 	cfg, err := e.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)

@@ -117,13 +117,16 @@ func TestAgentGating(t *testing.T) {
 	createPeer(t, r.Port)
 
 	port := freePort(t)
-	grace := 800 * time.Millisecond
+	grace := 2 * time.Second
 	c, cancel := context.WithCancel(context.Background())
 	mgr, err := manager.New(c, cfg, manager.Options{
 		SeveralPerProcess: true,
 		Announce: &manager.AnnounceOptions{
+			// Nothing here is about silence: a long DeadAfter keeps a busy
+			// machine's stalls (agents and manager share the process) from
+			// reading as unreachable nodes and withdrawing them.
 			Options: announcectrl.Options{NodeName: "ag-a", StatusInterval: 100 * time.Millisecond,
-				Agents: &agentlink.TrackerOptions{Port: port, Grace: grace, DeadAfter: 200 * time.Millisecond}},
+				Agents: &agentlink.TrackerOptions{Port: port, Grace: grace, DeadAfter: 10 * time.Second}},
 			RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001,
 		},
 	})
@@ -152,11 +155,16 @@ func TestAgentGating(t *testing.T) {
 	})
 
 	t.Run("agent gone: kept for the grace period, then withdrawn", func(t *testing.T) {
-		stopB()
+		// Taken before the stop: the manager may see the agent's
+		// connection close before stopB returns.
 		stopped := time.Now()
+		stopB()
 		time.Sleep(grace / 2)
-		if got := bgptest.Without(r.Received(t, bgptest.IPv4)); len(got) != 2 {
-			t.Fatalf("withdrawn within the grace period: %v", got)
+		// A busy machine may read this late; withdrawn is a failure only
+		// if the read ended within the grace period.
+		got := bgptest.Without(r.Received(t, bgptest.IPv4))
+		if read := time.Since(stopped); len(got) != 2 && read < grace {
+			t.Fatalf("withdrawn within the grace period (%v after the stop): %v", read, got)
 		}
 		waitPaths(t, r, paths(ip, "127.0.0.2"))
 		if took := time.Since(stopped); took < grace {
