@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -106,4 +107,43 @@ func outermost(ps []netip.Prefix) []netip.Prefix {
 		out = append(out, p)
 	}
 	return out
+}
+
+// maxQuotedRanges bounds the entries a problem message quotes.
+const maxQuotedRanges = 5
+
+// Problems describes, for the Service's Event, what in its source ranges
+// does not do what its author likely meant: entries that are not CIDRs
+// (skipped) and EIP families left without a range (refusing every client
+// of that family); "" when nothing. quote bounds a quoted user value.
+func (r Ranges) Problems(eips []netip.Addr, quote func(string) string) string {
+	var parts []string
+	if n := len(r.Invalid); n > 0 {
+		var q []string
+		for _, s := range r.Invalid[:min(n, maxQuotedRanges)] {
+			q = append(q, quote(s))
+		}
+		msg := "loadBalancerSourceRanges entries that are not CIDRs are skipped: " + strings.Join(q, ", ")
+		if n > maxQuotedRanges {
+			msg += fmt.Sprintf(" and %d more", n-maxQuotedRanges)
+		}
+		parts = append(parts, msg)
+	}
+	for _, fam := range []struct {
+		v4   bool
+		name string
+	}{{true, "IPv4"}, {false, "IPv6"}} {
+		if !slices.ContainsFunc(eips, func(a netip.Addr) bool { return a.Is4() == fam.v4 }) {
+			continue
+		}
+		a := netip.IPv6Unspecified()
+		if fam.v4 {
+			a = netip.IPv4Unspecified()
+		}
+		if restricted, srcs := r.For(a); restricted && len(srcs) == 0 {
+			parts = append(parts, "no valid "+fam.name+" range: the "+fam.name+" address admits no client (add "+
+				map[bool]string{true: "0.0.0.0/0", false: "::/0"}[fam.v4]+" to admit every one)")
+		}
+	}
+	return strings.Join(parts, "; ")
 }

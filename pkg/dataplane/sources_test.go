@@ -142,3 +142,30 @@ func TestComputeTerminatingFallback(t *testing.T) {
 		})
 	}
 }
+
+func TestSourceRangeProblems(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	quote := func(s string) string { return "'" + s + "'" }
+	cases := []struct {
+		ranges []string
+		eips   []netip.Addr
+		want   string
+	}{
+		{ranges: nil, eips: []netip.Addr{v4, v6}},
+		{ranges: []string{"10.0.0.0/8"}, eips: []netip.Addr{v4}},
+		{ranges: []string{"10.0.0.0/8", "::/0"}, eips: []netip.Addr{v4, v6}},
+		{ranges: []string{"10.0.0.0/8"}, eips: []netip.Addr{v4, v6},
+			want: "no valid IPv6 range: the IPv6 address admits no client (add ::/0 to admit every one)"},
+		{ranges: []string{"office", "10.0.0.0/8"}, eips: []netip.Addr{v4},
+			want: "loadBalancerSourceRanges entries that are not CIDRs are skipped: 'office'"},
+		{ranges: []string{"a", "b", "c", "d", "e", "f", "g"}, eips: []netip.Addr{v4},
+			want: "loadBalancerSourceRanges entries that are not CIDRs are skipped: 'a', 'b', 'c', 'd', 'e' and 2 more; " +
+				"no valid IPv4 range: the IPv4 address admits no client (add 0.0.0.0/0 to admit every one)"},
+	}
+	for _, tc := range cases {
+		r := SourceRanges(&corev1.Service{Spec: corev1.ServiceSpec{LoadBalancerSourceRanges: tc.ranges}})
+		if got := r.Problems(tc.eips, quote); got != tc.want {
+			t.Errorf("%q on %v: %q, want %q", tc.ranges, tc.eips, got, tc.want)
+		}
+	}
+}

@@ -44,4 +44,9 @@ const (
 	ReasonPoolNotReady         = "PoolNotReady"
 	ReasonInvalidAnnotation    = "InvalidAnnotation"
 	ReasonOrphaned             = "AddressOutsidePools"
+	// ReasonSourceRangesIgnored: a Warning Event on a Service whose
+	// loadBalancerSourceRanges hold entries that are not CIDRs, or nothing
+	// for a family of its addresses (the agents then admit no client of
+	// that family).
+	ReasonSourceRangesIgnored = "SourceRangesIgnored"
 )

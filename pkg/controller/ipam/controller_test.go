@@ -465,3 +465,38 @@ func TestTwoManagersNeverDuplicate(t *testing.T) {
 		return ""
 	})
 }
+
+// TestSourceRangesOfOneFamilyReported: a dual-stack Service restricted to
+// IPv4 clients gets one Warning Event saying its IPv6 address admits no
+// client (the agents fail closed; kube-proxy would leave it open). The API
+// server itself refuses entries that are not CIDRs on LoadBalancer
+// Services, so those reach eiplb only on objects older than its check.
+func TestSourceRangesOfOneFamilyReported(t *testing.T) {
+	startManager(t, defaultOpts())
+	ns := newNamespace(t, nil)
+	pool := newPool(t, unique("ranges"), v1alpha1.EIPPoolSpec{Addresses: []string{"198.51.100.104/30", "2001:db8:2::/126"}, AutoAssign: ptr.To(false)})
+	newService(t, ns, "restricted", poolAnn(pool.Name), withFamilies(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol),
+		func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24"} })
+	newService(t, ns, "fine", poolAnn(pool.Name), withFamilies(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol),
+		func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24", "2001:db8:ff::/48"} })
+	waitIPs(t, ns, "restricted", 2)
+	waitIPs(t, ns, "fine", 2)
+	var msgs []string
+	eventually(t, 10*time.Second, func() string {
+		var list corev1.EventList
+		must(t, k8s.List(ctx, &list, client.InNamespace(ns)))
+		msgs = nil
+		for _, e := range list.Items {
+			if e.Reason == v1alpha1.ReasonSourceRangesIgnored {
+				msgs = append(msgs, e.InvolvedObject.Name+": "+e.Message)
+			}
+		}
+		if len(msgs) == 0 {
+			return "no " + v1alpha1.ReasonSourceRangesIgnored + " Event"
+		}
+		return ""
+	})
+	if len(msgs) != 1 || !containsAll(msgs[0], "restricted: ", "no valid IPv6 range") {
+		t.Errorf("Events %q, want one for restricted naming IPv6", msgs)
+	}
+}

@@ -55,6 +55,8 @@ type ServiceReconciler struct {
 	adoptMu sync.Mutex
 	adopted bool
 
+	ranges rangeReports
+
 	// keyLocks serialise the Services of one sharing key, so the second
 	// one sees the first one's record and joins it.
 	keyLocks keyedMutex
@@ -148,12 +150,18 @@ func (r *ServiceReconciler) reconcile(ctx context.Context, key types.NamespacedN
 	}
 	if !wanted {
 		r.pending.remove(key)
+		if svc != nil {
+			r.ranges.forget(svc.UID)
+		}
 		if svc != nil && svc.DeletionTimestamp == nil {
 			return r.clearStatus(ctx, svc, released)
 		}
 		return nil
 	}
 
+	if msg := r.ranges.check(svc); msg != "" {
+		r.recorder.Eventf(svc, nil, corev1.EventTypeWarning, v1alpha1.ReasonSourceRangesIgnored, "CheckSourceRanges", "%s", msg)
+	}
 	req, err := r.request(ctx, svc)
 	if err != nil {
 		// Bad input loses nothing: the addresses held stay, the condition
