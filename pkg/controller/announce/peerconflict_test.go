@@ -129,7 +129,7 @@ func TestDuplicatePeerAddress(t *testing.T) {
 // TestPeerIsOwnNode: a BGPPeer whose address is the manager's node's own
 // address gets no session on that replica, and says why.
 func TestPeerIsOwnNode(t *testing.T) {
-	createNode(t, "self1", "192.168.100.31", true)
+	n := createNode(t, "self1", "192.168.100.31", true)
 	startManager(t, "self1")
 	self := createPeer(t, 179, func(p *v1alpha1.BGPPeer) { p.Spec.PeerAddress = "192.168.100.31" })
 	eventually(t, 10*time.Second, func() string {
@@ -147,6 +147,18 @@ func TestPeerIsOwnNode(t *testing.T) {
 	if v := testenv.Gauge(t, "eiplb_bgp_session_up", map[string]string{"peer": "192.168.100.31"}); v != -1 {
 		t.Errorf("eiplb_bgp_session_up{peer=192.168.100.31} is %v: the speaker has a session with its own node", v)
 	}
+	// The node's address changes: the peer is another machine now.
+	setNode(t, n, "192.168.100.32", true)
+	eventually(t, 10*time.Second, func() string {
+		s, missing := peerSession(t, self.Name, "self1")
+		if missing != "" {
+			return missing
+		}
+		if s.State == "NotConfigured" || s.State == "" {
+			return fmt.Sprintf("session %+v, want it configured once the node has another address", s)
+		}
+		return ""
+	})
 }
 
 func equal(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
