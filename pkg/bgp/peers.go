@@ -14,14 +14,20 @@ import (
 
 // SetPeers makes peers the complete set of sessions. A peer whose settings
 // changed is re-created (its session restarts); the others are untouched.
+// There is one session per address: of several peers with one address the
+// first counts, and the others are an error.
 func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var errs []error
 	want := make(map[netip.Addr]Peer, len(peers))
 	for _, p := range peers {
+		if _, dup := want[p.Address]; dup {
+			errs = append(errs, fmt.Errorf("peer %s: another peer has that address", p))
+			continue
+		}
 		want[p.Address] = p
 	}
-	var errs []error
 	for addr, old := range s.peers {
 		if p, ok := want[addr]; ok && peerEqual(p, old) {
 			continue

@@ -27,6 +27,10 @@ import (
 	"github.com/eiplb/eiplb/pkg/serving"
 )
 
+// Leader election records its Events ("became leader") with the core API,
+// in the Lease's namespace.
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=eiplb-system
+
 // Options of the manager process.
 type Options struct {
 	// MetricsAddr serves /metrics ("0" disables it).

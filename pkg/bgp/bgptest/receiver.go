@@ -73,6 +73,34 @@ func NewAt(t testing.TB, listen string, peerASN uint32) *Receiver {
 	return r
 }
 
+// Session is the receiver's side of its session with 127.0.0.1: GoBGP's
+// state ("ESTABLISHED", "ACTIVE", ...), since when it is established (zero
+// otherwise), and how often it went down after being established.
+type Session struct {
+	State string
+	Up    time.Time
+	Flops uint32
+}
+
+// Session reports the session with 127.0.0.1.
+func (r *Receiver) Session(t testing.TB) Session {
+	t.Helper()
+	var out Session
+	err := r.srv.ListPeer(context.Background(), &api.ListPeerRequest{Address: "127.0.0.1"}, func(p *api.Peer) {
+		if st := p.GetState(); st != nil {
+			out.State = strings.TrimPrefix(st.GetSessionState().String(), "SESSION_STATE_")
+			out.Flops = st.GetFlops()
+		}
+		if out.State == "ESTABLISHED" && p.GetTimers().GetState().GetUptime() != nil {
+			out.Up = p.GetTimers().GetState().GetUptime().AsTime()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // Received lists "prefix via nexthop id=N [communities=...] [bw=...]" lines,
 // sorted.
 func (r *Receiver) Received(t testing.TB, family bgp.Family) []string {

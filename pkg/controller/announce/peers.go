@@ -57,8 +57,7 @@ func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Re
 	if err := r.client.Get(ctx, client.ObjectKey{Name: r.opts.NodeName}, node); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
-	var peers []bgp.Peer
-	problems := map[string]string{}
+	var selected []*v1alpha1.BGPPeer
 	for i := range list.Items {
 		in := &list.Items[i]
 		if in.Spec.NodeSelector != nil {
@@ -67,6 +66,24 @@ func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Re
 				continue
 			}
 		}
+		selected = append(selected, in)
+	}
+	var peers []bgp.Peer
+	problems := map[string]string{}
+	reasons := map[string]string{} // peer name → Event reason; InvalidPeer when absent
+	owners := peerAddressOwners(selected)
+	own := nodeAddresses(node)
+	for _, in := range selected {
+		if addr, err := netip.ParseAddr(in.Spec.PeerAddress); err == nil && own[addr.Unmap()] {
+			problems[in.Name] = fmt.Sprintf("peerAddress %s is an address of this manager's node %s; no session is attempted", in.Spec.PeerAddress, r.opts.NodeName)
+			reasons[in.Name] = reasonOwnAddress
+			continue
+		}
+		if owner, ok := owners[in.Name]; ok {
+			problems[in.Name] = fmt.Sprintf("peerAddress %s is already used by BGPPeer %s, which keeps the session (the oldest BGPPeer with an address wins); delete or change one of them", in.Spec.PeerAddress, owner)
+			reasons[in.Name] = reasonDuplicateAddress
+			continue
+		}
 		p, err := r.convert(ctx, in)
 		if err != nil {
 			problems[in.Name] = err.Error()
@@ -74,14 +91,29 @@ func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Re
 		}
 		peers = append(peers, p)
 	}
-	r.reportProblems(ctx, &list, problems)
+	r.reportProblems(ctx, &list, problems, reasons)
 	if err := r.speaker.SetPeers(ctx, peers); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, nil
 }
 
-func (r *PeerReconciler) reportProblems(ctx context.Context, list *v1alpha1.BGPPeerList, problems map[string]string) {
+// Reasons of the Warning Events on a BGPPeer this replica does not
+// configure.
+const (
+	reasonInvalidPeer = "InvalidPeer"
+	// reasonDuplicateAddress: another BGPPeer with the same peerAddress
+	// keeps the session (see peerAddressOwners).
+	reasonDuplicateAddress = "DuplicatePeerAddress"
+	// reasonOwnAddress: the peerAddress is an address of the replica's own
+	// node.
+	reasonOwnAddress = "PeerIsOwnNode"
+)
+
+// reportProblems records why peers are not configured (the status writer
+// shows it) and sends an Event for each new or changed reason, once.
+// reasons holds the Event reason of a problem, InvalidPeer when absent.
+func (r *PeerReconciler) reportProblems(ctx context.Context, list *v1alpha1.BGPPeerList, problems, reasons map[string]string) {
 	r.mu.Lock()
 	old := r.problems
 	r.problems = problems
@@ -89,10 +121,66 @@ func (r *PeerReconciler) reportProblems(ctx context.Context, list *v1alpha1.BGPP
 	for i := range list.Items {
 		in := &list.Items[i]
 		if msg, bad := problems[in.Name]; bad && old[in.Name] != msg {
-			log.FromContext(ctx).Info("BGP peer not configured", "peer", in.Name, "reason", msg)
-			r.recorder.Eventf(in, nil, corev1.EventTypeWarning, "InvalidPeer", "Configure", "%s: %s", r.opts.NodeName, msg)
+			reason := reasons[in.Name]
+			if reason == "" {
+				reason = reasonInvalidPeer
+			}
+			log.FromContext(ctx).Info("BGP peer not configured", "peer", in.Name, "reason", reason, "message", msg)
+			r.recorder.Eventf(in, nil, corev1.EventTypeWarning, reason, "Configure", "%s: %s", r.opts.NodeName, msg)
 		}
 	}
+}
+
+// peerAddressOwners decides which of peers keeps a peer address that
+// several of them name (one speaker has one session per address): the
+// oldest by creationTimestamp, then the lowest name. It depends on nothing
+// but the peers, so every replica that selects the same peers decides the
+// same, and a BGPPeer added later never takes over a working session. The
+// key is the address alone: port, ASNs and the rest of the spec don't make
+// two sessions to one address possible. It returns, for each peer that
+// loses, the name of the one that keeps the address; an unparseable
+// address takes part in nothing (convert reports it).
+func peerAddressOwners(peers []*v1alpha1.BGPPeer) map[string]string {
+	oldest := map[netip.Addr]*v1alpha1.BGPPeer{}
+	older := func(a, b *v1alpha1.BGPPeer) bool {
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return a.Name < b.Name
+	}
+	for _, p := range peers {
+		addr, err := netip.ParseAddr(p.Spec.PeerAddress)
+		if err != nil {
+			continue
+		}
+		addr = addr.Unmap()
+		if o, ok := oldest[addr]; !ok || older(p, o) {
+			oldest[addr] = p
+		}
+	}
+	out := map[string]string{}
+	for _, p := range peers {
+		addr, err := netip.ParseAddr(p.Spec.PeerAddress)
+		if err != nil {
+			continue
+		}
+		if o := oldest[addr.Unmap()]; o.Name != p.Name {
+			out[p.Name] = o.Name
+		}
+	}
+	return out
+}
+
+// nodeAddresses are the addresses of node's status (a manager can't peer
+// with its own node).
+func nodeAddresses(node *corev1.Node) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, a := range node.Status.Addresses {
+		if addr, err := netip.ParseAddr(a.Address); err == nil {
+			out[addr.Unmap()] = true
+		}
+	}
+	return out
 }
 
 func (r *PeerReconciler) problem(name string) string {
@@ -225,8 +313,11 @@ func (w *statusWriter) write(ctx context.Context) {
 		}
 		seen[in.Name] = true
 		entry := v1alpha1.BGPSession{Manager: w.opts.NodeName, State: st.State, PrefixesSent: int64(st.PrefixesSent), BFDState: st.BFDState, LastError: st.LastError}
-		if !configured {
-			entry.State, entry.LastError = "NotConfigured", problem
+		if problem != "" {
+			// Not configured, even when another BGPPeer with the same
+			// address has a session: that session is not this one's.
+			st = bgp.PeerState{}
+			entry = v1alpha1.BGPSession{Manager: w.opts.NodeName, State: "NotConfigured", LastError: problem}
 		}
 		if !st.Since.IsZero() {
 			since := metav1.NewTime(st.Since.Truncate(time.Second))

@@ -186,9 +186,13 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 		Named("announce-peers").
 		Watches(&v1alpha1.BGPPeer{}, one, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, one).
+		// Its labels select peers; its addresses are no peer's.
 		Watches(&corev1.Node{}, one, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == opts.NodeName
-		}), predicate.LabelChangedPredicate{})).
+		}), predicate.Or[client.Object](predicate.LabelChangedPredicate{}, predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+			return !reflect.DeepEqual(o.Status.Addresses, n.Status.Addresses)
+		}}))).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(peerR)
 	if err != nil {
