@@ -99,7 +99,14 @@ func toAPIPeer(p Peer, bfd bool) *api.Peer {
 		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
 	}
 	if p.GracefulRestart {
-		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
+		// A new speaker is a restarting one (RFC 4724): its OPEN sets the
+		// restart bit and, per family, the forwarding-state bit (the nodes
+		// forward without us), so the router keeps our stale paths until
+		// End-of-RIB instead of dropping them when the session comes up;
+		// GoBGP sends its table and End-of-RIB once the router's End-of-RIB
+		// came, or after deferralTime. UpdatePeer ignores both.
+		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second),
+			LocalRestarting: true, DeferralTime: uint32(deferralTime / time.Second)}
 	}
 	if p.BFD != nil && bfd {
 		out.Bfd = &api.BfdPeerConfig{

@@ -107,7 +107,11 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 	err = srv.WatchEvent(watchCtx, server.WatchEventMessageCallbacks{
 		OnPeerUpdate: func(e *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
 			if e.Type == apiutil.PEER_EVENT_STATE {
-				s.followSession(e.Peer.State.NeighborAddress, e.Peer.State.SessionState == bgp.BGP_FSM_ESTABLISHED)
+				up := e.Peer.State.SessionState == bgp.BGP_FSM_ESTABLISHED
+				s.followSession(e.Peer.State.NeighborAddress, up)
+				if up {
+					go s.sweepStale(e.Peer.State.NeighborAddress, e.Peer.State.RemoteCap)
+				}
 			}
 		},
 	}, server.WatchPeer())
