@@ -18,7 +18,12 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 
+	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/bgp"
+	"github.com/eiplb/eiplb/pkg/controller/announce"
+	"github.com/eiplb/eiplb/test/e2e/cluster"
 	"github.com/eiplb/eiplb/test/netlab"
 )
 
@@ -67,9 +72,31 @@ func runSpeaker(spec string) int {
 	return 0
 }
 
+// speakerProc is a speaker process started by startSpeakerProc.
+type speakerProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// signal sends sig to the speaker's process group.
+func (p *speakerProc) signal(sig syscall.Signal) { _ = syscall.Kill(-p.cmd.Process.Pid, sig) }
+
+// kill kills the speaker at once (SIGKILL: a crash) and waits for it.
+func (p *speakerProc) kill() {
+	p.signal(syscall.SIGKILL)
+	<-p.done
+}
+
 // startSpeaker runs a speaker process in ns; it is killed when the test
 // ends. The returned function kills it at once (SIGKILL: a crash).
 func startSpeaker(t *testing.T, ns *netlab.NS, spec speakerSpec) (kill func()) {
+	t.Helper()
+	return startSpeakerProc(t, ns, spec).kill
+}
+
+// startSpeakerProc runs a speaker process in ns; it is killed when the
+// test ends.
+func startSpeakerProc(t *testing.T, ns *netlab.NS, spec speakerSpec) *speakerProc {
 	t.Helper()
 	b, err := json.Marshal(spec)
 	must(t, err)
@@ -83,21 +110,17 @@ func startSpeaker(t *testing.T, ns *netlab.NS, spec speakerSpec) (kill func()) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	must(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
-	kill = func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	p := &speakerProc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(p.done) }()
 	t.Cleanup(func() {
-		kill()
+		p.kill()
 		if t.Failed() {
 			if b, err := os.ReadFile(logPath); err == nil {
 				t.Logf("speaker log (%s):\n%s", logPath, tail(b, 4096))
 			}
 		}
 	})
-	return kill
+	return p
 }
 
 func tail(b []byte, n int) []byte {
@@ -177,4 +200,88 @@ func TestFRRGracefulRestartStalePaths(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// sampleBFD is the BFD of config/samples/bgp.yaml's BGPPeer, with the
+// announcer's defaults for what it leaves out.
+func sampleBFD(t *testing.T) *bgp.BFD {
+	b, err := os.ReadFile(filepath.Join(cluster.Root(), "config", "samples", "bgp.yaml"))
+	must(t, err)
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var p v1alpha1.BGPPeer
+		if err := yaml.Unmarshal([]byte(doc), &p); err != nil || p.Kind != "BGPPeer" {
+			continue
+		}
+		if p.Spec.BFD == nil || !p.Spec.BFD.Enabled {
+			t.Fatal("config/samples/bgp.yaml: the BGPPeer has no BFD")
+		}
+		out := &bgp.BFD{MinTx: announce.DefaultBFDInterval, MinRx: announce.DefaultBFDInterval, Multiplier: announce.DefaultBFDMultiplier}
+		if d := p.Spec.BFD.MinTxInterval; d != nil {
+			out.MinTx = d.Duration
+		}
+		if d := p.Spec.BFD.MinRxInterval; d != nil {
+			out.MinRx = d.Duration
+		}
+		if m := p.Spec.BFD.Multiplier; m != nil {
+			out.Multiplier = uint8(*m)
+		}
+		return out
+	}
+	t.Fatal("config/samples/bgp.yaml has no BGPPeer")
+	return nil
+}
+
+// TestFRRBFDSurvivesStall: with the sample's BFD timers on both sides, a
+// speaker frozen three times for 0.55 s (what a loaded node does: 566 ms
+// was the longest scheduling stall measured on the lab's 2-core machine at
+// load 20-27; 100 ms x 3 reset the lab's sessions at load 10-15) keeps its
+// session, and one frozen for good loses its route within its detection
+// time plus the router's processing, under a second.
+func TestFRRBFDSurvivesStall(t *testing.T) {
+	b := sampleBFD(t)
+	detect := time.Duration(b.Multiplier) * max(b.MinTx, b.MinRx)
+	if detect >= time.Second {
+		t.Fatalf("sample BFD detection time %v, want under a second", detect)
+	}
+	tp := newTopo(t)
+	frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}, "bfd profile eiplb"))
+	peer := grPeer()
+	peer.BFD = b
+	prefix := "172.30.0.10/32"
+	spec := speakerSpec{RouterID: netip.MustParseAddr("192.168.100.11"), ASN: 65001, Peers: []bgp.Peer{peer}, Paths: nodePaths(prefix)}
+	sp := startSpeakerProc(t, tp.nodes[0], spec)
+	all := netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13")
+	tp.rtr.WaitRoute(t, prefix, 20*time.Second, all)
+	bfdUpFRR := func() string {
+		if out, _ := frr.Vtysh("show bfd peers brief"); !strings.Contains(out, "192.168.100.11") || !strings.Contains(out, "up") {
+			return "FRR BFD: " + out
+		}
+		return ""
+	}
+	eventually(t, 15*time.Second, bfdUpFRR)
+	before := frrSession(t, frr)
+
+	// Just under the longest stall measured (see above): the sample's timers
+	// must ride it out, on both sides.
+	const stall = 550 * time.Millisecond
+	for range 3 {
+		sp.signal(syscall.SIGSTOP)
+		time.Sleep(stall) // the stall itself, not a wait for something
+		sp.signal(syscall.SIGCONT)
+		eventually(t, 5*time.Second, bfdUpFRR)
+	}
+	if after := frrSession(t, frr); after.State != "Established" || after.Dropped != before.Dropped || after.Established != before.Established {
+		t.Fatalf("a %v stall reset the session (BFD %v x %d): before %+v, after %+v", stall, b.MinTx, b.Multiplier, before, after)
+	}
+	t.Logf("three %v stalls survived with BFD %v x %d", stall, b.MinTx, b.Multiplier)
+
+	sp.signal(syscall.SIGSTOP)
+	defer sp.signal(syscall.SIGCONT)
+	start := time.Now()
+	tp.rtr.WaitRoute(t, prefix, 5*time.Second, netlab.Absent)
+	took := time.Since(start)
+	t.Logf("route withdrawn %v after the speaker froze (detection time %v)", took.Round(time.Millisecond), detect)
+	if took > time.Second {
+		t.Errorf("route withdrawn %v after the speaker froze, want under a second", took.Round(time.Millisecond))
+	}
 }
