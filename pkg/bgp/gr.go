@@ -25,8 +25,9 @@ const sweepInterval = time.Second
 // less one (see docs/bgp.md, graceful restart).
 //
 // RFC 4724 has the router drop, on End-of-RIB, every path that the previous
-// session left stale. FRR before 9.0.5/9.1.3/10.0.2/10.1.2/10.2 removes only
-// one stale path per prefix each time it sweeps: with ADD-PATH a prefix
+// session left stale. FRR without its fix of November 2024 (FRR PR 17376,
+// backported to the 9.1, 10.0 and 10.1 branches; 8.4, as in Debian 12, has
+// the bug) removes only one stale path per prefix each time it sweeps: with ADD-PATH a prefix
 // that the new session no longer announces (the address of a Service
 // deleted while every manager was down) kept its other next hops until the
 // stale-path timer (360 s), which again removes one. Each further
@@ -35,7 +36,9 @@ const sweepInterval = time.Second
 // one pass over the table per extra End-of-RIB, when a session comes up,
 // a second apart: a deleted Service's address with N next hops is gone N-1
 // seconds after the initial table (FRR's own stale-path timer: 360 s).
-func (s *Speaker) sweepStale(addr netip.Addr, remote []bgp.ParameterCapabilityInterface) {
+//
+// It gives up when ctx ends (the speaker stops).
+func (s *Speaker) sweepStale(ctx context.Context, addr netip.Addr, remote []bgp.ParameterCapabilityInterface) {
 	grRemote := false
 	for _, c := range remote {
 		if _, ok := c.(*bgp.CapGracefulRestart); ok {
@@ -51,12 +54,14 @@ func (s *Speaker) sweepStale(addr netip.Addr, remote []bgp.ParameterCapabilityIn
 	// GoBGP sends the initial table once the router's End-of-RIB came (or
 	// after deferralTime): a soft reset before would go first.
 	deadline := time.Now().Add(deferralTime + 10*time.Second)
-	for s.localRestarting(addr) {
+	for s.localRestarting(ctx, addr) {
 		if time.Now().After(deadline) {
 			s.log.Info("Initial table not sent in time; stale paths left to the router", "peer", addr)
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		if !wait(ctx, 50*time.Millisecond) {
+			return
+		}
 	}
 	s.mu.Lock()
 	most := 0
@@ -69,9 +74,11 @@ func (s *Speaker) sweepStale(addr netip.Addr, remote []bgp.ParameterCapabilityIn
 		// The router sweeps on each End-of-RIB, but one that comes while
 		// the paths the last sweep removed are still queued for its route
 		// processing finds them first and removes nothing more: pace them.
-		time.Sleep(sweepInterval)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT})
+		if !wait(ctx, sweepInterval) {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := s.srv.ResetPeer(rctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT})
 		cancel()
 		if err != nil {
 			s.log.Error(err, "Sending End-of-RIB again failed", "peer", addr)
@@ -85,12 +92,24 @@ func (s *Speaker) sweepStale(addr netip.Addr, remote []bgp.ParameterCapabilityIn
 
 // localRestarting reports whether GoBGP still holds back the session's
 // initial table.
-func (s *Speaker) localRestarting(addr netip.Addr) bool {
+func (s *Speaker) localRestarting(ctx context.Context, addr netip.Addr) bool {
 	restarting := false
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{Address: addr.String()}, func(p *api.Peer) {
 		restarting = p.GetGracefulRestart().GetLocalRestarting()
 	})
 	return restarting
+}
+
+// wait waits for d, or until ctx ends (false).
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

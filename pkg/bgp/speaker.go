@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 				up := e.Peer.State.SessionState == bgp.BGP_FSM_ESTABLISHED
 				s.followSession(e.Peer.State.NeighborAddress, up)
 				if up {
-					go s.sweepStale(e.Peer.State.NeighborAddress, e.Peer.State.RemoteCap)
+					go s.sweepStale(watchCtx, e.Peer.State.NeighborAddress, e.Peer.State.RemoteCap)
 				}
 			}
 		},
