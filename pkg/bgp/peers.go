@@ -73,36 +73,6 @@ func (s *Speaker) GracefulRestart() bool {
 	return false
 }
 
-// BFD starts on a session once it is first established, not when the peer
-// is added. A router keys its BFD session by its local address and
-// interface, which it learns only when BGP comes up: FRR then replaces the
-// session it registered for the peer by a new one. A BFD session that came
-// up with the first one goes down with it, and that resets the BGP session
-// (FRR's side on its own BFD down, ours when told Down); GoBGP, bound to the
-// first session's discriminator, also ignores the new one until its
-// detection time runs out, and resets the session once more. Started after
-// BGP is up (GoBGP's BFD peer sends its first packet a second later), it
-// meets the router's final session. It stays on through later resets: the
-// router keeps that session as it is, and a BFD session coming up again
-// tells it to reconnect at once.
-func (s *Speaker) startBFD(addr netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.peers[addr]
-	if !ok || p.BFD == nil || s.bfdOn[addr] {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: toAPIPeer(p, true)}); err != nil {
-		// The next time the session comes up tries again.
-		s.log.Error(err, "Starting BFD failed", "peer", addr)
-		return
-	}
-	s.bfdOn[addr] = true
-	s.log.V(1).Info("Started BFD", "peer", addr)
-}
-
 func peerEqual(a, b Peer) bool {
 	if (a.BFD == nil) != (b.BFD == nil) || (a.BFD != nil && *a.BFD != *b.BFD) {
 		return false
@@ -135,7 +105,14 @@ func toAPIPeer(p Peer, bfd bool) *api.Peer {
 		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
 	}
 	if p.GracefulRestart {
-		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
+		// A new speaker is a restarting one (RFC 4724): its OPEN sets the
+		// restart bit and, per family, the forwarding-state bit (the nodes
+		// forward without us), so the router keeps our stale paths until
+		// End-of-RIB instead of dropping them when the session comes up;
+		// GoBGP sends its table and End-of-RIB once the router's End-of-RIB
+		// came, or after deferralTime. UpdatePeer ignores both.
+		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second),
+			LocalRestarting: true, DeferralTime: uint32(deferralTime / time.Second)}
 	}
 	if p.BFD != nil && bfd {
 		out.Bfd = &api.BfdPeerConfig{
@@ -210,7 +187,7 @@ func (s *Speaker) PeerStates(ctx context.Context) ([]PeerState, error) {
 			continue
 		}
 		if p.BFD != nil && st.BFDState == "" {
-			st.BFDState = "Down" // configured, not started yet (see startBFD)
+			st.BFDState = "Down" // configured, not running (see followSession)
 		}
 		if st.Established() {
 			st.PrefixesSent = s.sentTo(p, neg[st.Address])

@@ -50,7 +50,7 @@ type Speaker struct {
 	filterSeq  int                           // names filters uniquely
 	restricted map[netip.Prefix][]netip.Addr // prefix → the only peers it may go to
 
-	bfdOn     map[netip.Addr]bool // peers whose BFD has been started (see startBFD)
+	bfdOn     map[netip.Addr]bool // peers whose BFD runs (see followSession)
 	stopWatch context.CancelFunc
 }
 
@@ -106,8 +106,12 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 	s.stopWatch = stop
 	err = srv.WatchEvent(watchCtx, server.WatchEventMessageCallbacks{
 		OnPeerUpdate: func(e *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
-			if e.Type == apiutil.PEER_EVENT_STATE && e.Peer.State.SessionState == bgp.BGP_FSM_ESTABLISHED {
-				s.startBFD(e.Peer.State.NeighborAddress)
+			if e.Type == apiutil.PEER_EVENT_STATE {
+				up := e.Peer.State.SessionState == bgp.BGP_FSM_ESTABLISHED
+				s.followSession(e.Peer.State.NeighborAddress, up)
+				if up {
+					go s.sweepStale(watchCtx, e.Peer.State.NeighborAddress, e.Peer.State.RemoteCap)
+				}
 			}
 		},
 	}, server.WatchPeer())

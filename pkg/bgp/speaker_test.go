@@ -251,7 +251,7 @@ func TestSpeakerPeerRestriction(t *testing.T) {
 
 // TestSpeakerBFDStartsOnceEstablished: a peer's BFD stays off until its
 // session is up (reported Down meanwhile), then starts without resetting
-// the session (see startBFD).
+// the session (see followSession).
 func TestSpeakerBFDStartsOnceEstablished(t *testing.T) {
 	noLeaks(t)
 	r := bgptest.New(t, 65001)
@@ -309,6 +309,59 @@ func TestSpeakerBFDStartsOnceEstablished(t *testing.T) {
 		if p.Address == down && p.BFDState != "Down" {
 			t.Errorf("BFD of the session that never came up is reported %q, want Down", p.BFDState)
 		}
+	}
+}
+
+// TestSpeakerBFDFollowsSession: BFD stops when the session goes down and
+// starts again once it is back, with a new BFD peer (see followSession),
+// without resetting the new session.
+func TestSpeakerBFDFollowsSession(t *testing.T) {
+	noLeaks(t)
+	r := bgptest.New(t, 65001)
+	ctx := context.Background()
+	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001, Logger: logr.Discard()})
+	must(t, err)
+	defer s.Stop(ctx)
+	addr := netip.MustParseAddr("127.0.0.1")
+	must(t, s.SetPeers(ctx, []Peer{{Address: addr, Port: uint16(r.Port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, IPv4: true,
+		BFD: &BFD{MinTx: 300 * time.Millisecond, MinRx: 300 * time.Millisecond, Multiplier: 3}}}))
+	type state struct {
+		bfd, established bool
+		opens            uint64
+	}
+	get := func() state {
+		var g state
+		must(t, s.srv.ListPeer(ctx, &api.ListPeerRequest{Address: addr.String()}, func(p *api.Peer) {
+			g = state{bfd: p.Bfd != nil && p.Bfd.Enabled, established: p.State.SessionState == api.PeerState_SESSION_STATE_ESTABLISHED}
+			if m := p.State.Messages; m != nil && m.Sent != nil {
+				g.opens = m.Sent.Open
+			}
+		}))
+		return g
+	}
+	want := func(w state) func() string {
+		return func() string {
+			if g := get(); g.bfd != w.bfd || g.established != w.established {
+				return fmt.Sprintf("session %+v, want %+v", g, w)
+			}
+			return ""
+		}
+	}
+	eventuallyRcv(t, want(state{bfd: true, established: true}))
+	// The router resets the session (as a restarting bgpd does): BFD
+	// stops while it is down (GoBGP waits a second before reconnecting).
+	must(t, s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Communication: "test"}))
+	eventuallyRcv(t, want(state{bfd: false, established: false}))
+	eventuallyRcv(t, want(state{bfd: true, established: true}))
+	// Starting BFD again (GoBGP's BFD peer sends a second after it is
+	// added) did not reset the new session.
+	before := get()
+	time.Sleep(1500 * time.Millisecond)
+	if after := get(); !after.established || !after.bfd || after.opens != before.opens {
+		t.Errorf("session reset when BFD started again: before %+v, after %+v", before, after)
+	}
+	if ps, err := s.PeerStates(ctx); err != nil || len(ps) != 1 || ps[0].BFDState == "" {
+		t.Errorf("peer states %+v (%v), want one with a BFD state", ps, err)
 	}
 }
 

@@ -119,15 +119,16 @@ type GracefulRestart struct {
 type BFD struct {
 	// +required
 	Enabled bool `json:"enabled"`
-	// MinTxInterval; defaults to 300ms.
+	// MinTxInterval; defaults to 100ms.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="minTxInterval must be between 10ms and 60s"
 	MinTxInterval *metav1.Duration `json:"minTxInterval,omitempty"`
-	// MinRxInterval; defaults to 300ms.
+	// MinRxInterval; defaults to 100ms.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="minRxInterval must be between 10ms and 60s"
 	MinRxInterval *metav1.Duration `json:"minRxInterval,omitempty"`
-	// Multiplier of missed packets before the session is down; defaults to 3.
+	// Multiplier of missed packets before the session is down; defaults to 7
+	// (with 100ms: down after 0.7s, and stalls up to ~0.6s survived).
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=255

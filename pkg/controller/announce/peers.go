@@ -189,6 +189,14 @@ func (r *PeerReconciler) problem(name string) string {
 	return r.problems[name]
 }
 
+// BFD defaults: 100 ms x 7 detects a dead manager (or its node) in 0.7 s
+// and lets the session ride out a stall of the manager or the router up
+// to about 0.6 s (docs/bgp.md, BFD and graceful restart).
+const (
+	DefaultBFDInterval   = 100 * time.Millisecond
+	DefaultBFDMultiplier = 7
+)
+
 func dur(d *metav1.Duration, def time.Duration) time.Duration {
 	if d == nil {
 		return def
@@ -225,11 +233,11 @@ func (r *PeerReconciler) convert(ctx context.Context, in *v1alpha1.BGPPeer) (bgp
 		p.GracefulRestart, p.RestartTime = true, dur(gr.RestartTime, 120*time.Second)
 	}
 	if b := in.Spec.BFD; b != nil && b.Enabled {
-		mult := int32(3)
+		mult := int32(DefaultBFDMultiplier)
 		if b.Multiplier != nil {
 			mult = *b.Multiplier
 		}
-		p.BFD = &bgp.BFD{MinTx: dur(b.MinTxInterval, 300*time.Millisecond), MinRx: dur(b.MinRxInterval, 300*time.Millisecond), Multiplier: uint8(mult)}
+		p.BFD = &bgp.BFD{MinTx: dur(b.MinTxInterval, DefaultBFDInterval), MinRx: dur(b.MinRxInterval, DefaultBFDInterval), Multiplier: uint8(mult)}
 	}
 	if ref := in.Spec.PasswordSecretRef; ref != nil {
 		sec := &corev1.Secret{}

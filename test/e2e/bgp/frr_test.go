@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/test/e2e/cluster"
 	"github.com/eiplb/eiplb/test/netlab"
 )
 
@@ -302,4 +303,61 @@ func TestFRRAPIServerUnreachable(t *testing.T) {
 	}
 	mgr.API.Restore()
 	tp.rtr.WaitRoute(t, ip, 30*time.Second, netlab.Via("192.168.100.11", "192.168.100.12"))
+}
+
+// TestFRRBGPDRestart: the router's bgpd restarts under a manager peering
+// with the sample's MD5, graceful restart and BFD (or none): the session
+// comes back once, without a BFD reset after it (the new bgpd replaces the
+// BFD session it registered at start once BGP is up), and the route comes
+// back about as fast with BFD as without.
+func TestFRRBGPDRestart(t *testing.T) {
+	back := map[bool]time.Duration{}
+	for _, withBFD := range []bool{false, true} {
+		t.Run(fmt.Sprintf("BFD %v", withBFD), func(t *testing.T) {
+			tp := newTopo(t)
+			extra := []string{"password " + cluster.SamplePassword}
+			if withBFD {
+				extra = append(extra, "bfd profile eiplb")
+			}
+			frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}, extra...))
+			create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "eiplb-system", Name: "tor1-md5"},
+				Data: map[string][]byte{"password": []byte(cluster.SamplePassword)}})
+			basics(t, func(p *v1alpha1.BGPPeer) {
+				p.Spec.PasswordSecretRef = &v1alpha1.SecretKeyRef{Name: "tor1-md5", Key: "password"}
+				p.Spec.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true, RestartTime: &metav1.Duration{Duration: 120 * time.Second}}
+				if withBFD {
+					b := sampleBFD(t)
+					p.Spec.BFD = &v1alpha1.BFD{Enabled: true, MinTxInterval: &metav1.Duration{Duration: b.MinTx},
+						MinRxInterval: &metav1.Duration{Duration: b.MinRx}, Multiplier: ptr.To(int32(b.Multiplier))}
+				}
+			})
+			api.StartManager(t, tp.nodes[0], "node1", "192.168.100.11", "--leader-elect=false")
+			ns := namespace(t)
+			ip := ips(t, service(t, ns, "web", false, corev1.IPv4Protocol), 1)[0]
+			all := netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13")
+			tp.rtr.WaitRoute(t, ip, 15*time.Second, all)
+			if withBFD {
+				eventually(t, 15*time.Second, bfdUp(t, frr))
+			}
+
+			start := time.Now()
+			frr.RestartDaemon("bgpd")
+			tp.rtr.WaitRoute(t, ip, 30*time.Second, all)
+			back[withBFD] = time.Since(start)
+			if withBFD {
+				eventually(t, 15*time.Second, bfdUp(t, frr))
+			}
+			// A BFD session replaced under the new one would reset it
+			// within a few seconds (GoBGP: after its detection time).
+			time.Sleep(4 * time.Second)
+			n := frrSession(t, frr) // the new bgpd's counts
+			t.Logf("route back %v after the bgpd restart; the new bgpd's session: %+v", back[withBFD].Round(time.Millisecond), n)
+			if n.State != "Established" || n.Established != 1 || n.Dropped != 0 {
+				t.Errorf("the session came back more than once after the bgpd restart: %+v", n)
+			}
+		})
+	}
+	if b, nb := back[true], back[false]; b > 0 && nb > 0 && b > nb+3*time.Second {
+		t.Errorf("route back %v after a bgpd restart with BFD, %v without", b.Round(time.Millisecond), nb.Round(time.Millisecond))
+	}
 }

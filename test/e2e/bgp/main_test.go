@@ -8,6 +8,7 @@ package bgp_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +24,12 @@ var (
 	ctx = context.Background()
 )
 
-func TestMain(m *testing.M) { cluster.Main(m, "BGP", func(a *cluster.API) { api = a }) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(speakerEnv); spec != "" {
+		os.Exit(runSpeaker(spec))
+	}
+	cluster.Main(m, "BGP", func(a *cluster.API) { api = a })
+}
 
 // topo is a router namespace with a bridge and three node namespaces.
 type topo struct {

@@ -418,7 +418,7 @@ func (l *Lab) Up() {
 	for _, f := range []string{"eippool.yaml", "bgp.yaml"} {
 		l.API.Apply(l.T, filepath.Join(Root(), "config", "samples", f))
 	}
-	l.StartFRR(FRRConfig(ManagerIPs(2), "password "+SamplePassword, "bfd profile fast"))
+	l.StartFRR(FRRConfig(ManagerIPs(2), "password "+SamplePassword, "bfd profile eiplb"))
 	for i := 1; i <= 2; i++ {
 		l.StartManager(i)
 	}

@@ -56,7 +56,8 @@ func Main(m *testing.M, what string, set func(*API)) {
 }
 
 // FRRConfig peers the router with the managers at the given addresses,
-// sending them nothing (docs/bgp.md, router configuration). extra lines go into each neighbor's configuration ("bfd profile fast",
+// sending them nothing (docs/bgp.md, router configuration). extra lines go into each neighbor's configuration ("bfd profile eiplb"
+// for the sample's BFD timers, "bfd profile fast" for 100 ms x 3,
 // "password x").
 func FRRConfig(managers []string, extra ...string) string {
 	c := `frr defaults datacenter
@@ -66,6 +67,11 @@ log stdout
 route-map EIPLB-OUT deny 10
 !
 bfd
+ profile eiplb
+  receive-interval 100
+  transmit-interval 100
+  detect-multiplier 7
+ !
  profile fast
   receive-interval 100
   transmit-interval 100
