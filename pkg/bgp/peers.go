@@ -101,6 +101,9 @@ func toAPIPeer(p Peer, bfd bool) *api.Peer {
 		}},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
 	}
+	if p.LocalAddress.IsValid() {
+		out.Transport.LocalAddress = p.LocalAddress.String()
+	}
 	if p.EBGPMultihop > 0 {
 		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
 	}

@@ -406,3 +406,36 @@ func TestPeerStatesCountLikeGoBGP(t *testing.T) {
 		return ""
 	})
 }
+
+// TestSpeakerSourceAddress: a peer with a LocalAddress connects from it. The
+// router accepts the session only from 127.0.0.7; without the source address
+// the kernel would pick 127.0.0.1 and the session would never come up.
+func TestSpeakerSourceAddress(t *testing.T) {
+	noLeaks(t)
+	r := bgptest.NewFrom(t, "127.0.0.1", "127.0.0.7", 65001)
+	ctx := context.Background()
+	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001, Logger: logr.Discard()})
+	must(t, err)
+	defer s.Stop(ctx)
+	must(t, s.SetPeers(ctx, []Peer{{
+		Address: netip.MustParseAddr("127.0.0.1"), Port: uint16(r.Port), ASN: 65000, LocalASN: 65001,
+		LocalAddress: netip.MustParseAddr("127.0.0.7"), ConnectTime: time.Second, IPv4: true,
+	}}))
+	local := ""
+	eventuallyRcv(t, func() string {
+		var state api.PeerState_SessionState
+		must(t, s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			state = p.State.GetSessionState()
+			local = p.Transport.GetLocalAddress()
+		}))
+		if state != api.PeerState_SESSION_STATE_ESTABLISHED {
+			return fmt.Sprintf("session %v, local address %q", state, local)
+		}
+		return ""
+	})
+	if local != "127.0.0.7" {
+		t.Errorf("session's local address %q, want 127.0.0.7", local)
+	}
+	must(t, s.SetPaths("svc", []Path{p("172.30.0.1/32", "192.168.100.11")}))
+	r.WaitExactly(t, bgptest.IPv4, "172.30.0.1/32 via 192.168.100.11 id=0")
+}

@@ -95,6 +95,9 @@ type Peer struct {
 	ASN      uint32
 	LocalASN uint32
 	Port     uint16 // 0: 179
+	// LocalAddress is the session's source address; zero: the kernel's
+	// choice (the address of the route to the peer).
+	LocalAddress netip.Addr
 	// HoldTime, KeepaliveTime, ConnectTime; zero keeps GoBGP's defaults.
 	HoldTime, KeepaliveTime, ConnectTime time.Duration
 	// EBGPMultihop TTL; 0: directly connected.

@@ -8,6 +8,8 @@ import (
 // with.
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.holdTime) == duration('0s') || duration(self.keepaliveTime).getMilliseconds() * 3 <= duration(self.holdTime).getMilliseconds()",message="keepaliveTime must be at most a third of holdTime"
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultihop) || self.peerASN != self.localASN",message="ebgpMultihop applies to eBGP sessions only"
+// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !has(self.sourceInterface)",message="set sourceAddress or sourceInterface, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.peerAddress) || ip(self.sourceAddress).family() == ip(self.peerAddress).family()",message="sourceAddress must be of the same family as peerAddress"
 type BGPPeerSpec struct {
 	// PeerAddress is the router's address.
 	// +required
@@ -56,6 +58,27 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:Minimum=2
 	// +kubebuilder:validation:Maximum=255
 	EBGPMultihop *int32 `json:"ebgpMultihop,omitempty"`
+
+	// SourceAddress is the local address of the session (a loopback
+	// address, say), of the family of PeerAddress. Every selected manager
+	// replica must have it on its node, so it fits a peer whose
+	// NodeSelector picks one node; for a peer of several replicas use
+	// SourceInterface. Empty: the kernel picks the address of the route to
+	// the router.
+	// +optional
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="sourceAddress must be an IP address"
+	SourceAddress string `json:"sourceAddress,omitempty"`
+
+	// SourceInterface names a network interface of the nodes ("lo", say);
+	// each selected manager replica uses its own node's first global
+	// unicast address of PeerAddress's family on it as the session's local
+	// address. One peer thus serves replicas with different loopback
+	// addresses.
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[^\s/:]+$`
+	SourceInterface string `json:"sourceInterface,omitempty"`
 
 	// PasswordSecretRef names the Secret key that holds the TCP MD5
 	// password. The Secret must be in the manager's namespace.

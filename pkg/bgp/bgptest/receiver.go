@@ -29,6 +29,7 @@ const (
 type Receiver struct {
 	srv  *server.BgpServer
 	Port int
+	from string // the speaker's address
 }
 
 // New starts a receiver on 127.0.0.1; it stops when the test ends.
@@ -38,13 +39,20 @@ func New(t testing.TB, peerASN uint32) *Receiver { return NewAt(t, "127.0.0.1", 
 // tests with several routers).
 func NewAt(t testing.TB, listen string, peerASN uint32) *Receiver {
 	t.Helper()
+	return NewFrom(t, listen, "127.0.0.1", peerASN)
+}
+
+// NewFrom starts a receiver listening on listen that accepts the session
+// only from the address from (a speaker with a chosen source address).
+func NewFrom(t testing.TB, listen, from string, peerASN uint32) *Receiver {
+	t.Helper()
 	l, err := net.Listen("tcp", listen+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	r := &Receiver{srv: server.NewBgpServer(), Port: port}
+	r := &Receiver{srv: server.NewBgpServer(), Port: port, from: from}
 	go r.srv.Serve()
 	ctx := context.Background()
 	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
@@ -59,14 +67,14 @@ func NewAt(t testing.TB, listen string, peerASN uint32) *Receiver {
 		}
 	}
 	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: "127.0.0.1", PeerAsn: peerASN},
+		Conf:      &api.PeerConf{NeighborAddress: from, PeerAsn: peerASN},
 		Transport: &api.Transport{PassiveMode: true},
 		AfiSafis:  []*api.AfiSafi{fam(api.Family_AFI_IP), fam(api.Family_AFI_IP6)},
 	}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: "127.0.0.1"})
+		_ = r.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: from})
 		_ = r.srv.StopBgp(ctx, &api.StopBgpRequest{})
 		r.srv.Stop()
 	})
@@ -106,7 +114,7 @@ func (r *Receiver) Session(t testing.TB) Session {
 func (r *Receiver) Received(t testing.TB, family bgp.Family) []string {
 	t.Helper()
 	var out []string
-	err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_ADJ_IN, Name: "127.0.0.1", Family: family},
+	err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_ADJ_IN, Name: r.from, Family: family},
 		func(prefix bgp.NLRI, paths []*apiutil.Path) {
 			for _, p := range paths {
 				out = append(out, describe(prefix, p))

@@ -219,7 +219,13 @@ func TestPeerValidation(t *testing.T) {
 		"keepalive > hold/3": func(s *v1alpha1.BGPPeerSpec) {
 			s.HoldTime, s.KeepaliveTime = &metav1.Duration{Duration: 9 * time.Second}, &metav1.Duration{Duration: 4 * time.Second}
 		},
-		"multihop on iBGP": func(s *v1alpha1.BGPPeerSpec) { s.LocalASN, s.EBGPMultihop = 65000, ptr.To[int32](3) },
+		"multihop on iBGP":                func(s *v1alpha1.BGPPeerSpec) { s.LocalASN, s.EBGPMultihop = 65000, ptr.To[int32](3) },
+		"sourceAddress":                   func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "loopback" },
+		"sourceAddress of another family": func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "fd00::11" },
+		"sourceAddress and sourceInterface": func(s *v1alpha1.BGPPeerSpec) {
+			s.SourceAddress, s.SourceInterface = "10.10.0.11", "lo"
+		},
+		"sourceInterface": func(s *v1alpha1.BGPPeerSpec) { s.SourceInterface = "eth0/1" },
 		"BFD 1ms": func(s *v1alpha1.BGPPeerSpec) {
 			s.BFD = &v1alpha1.BFD{Enabled: true, MinTxInterval: &metav1.Duration{Duration: time.Millisecond}}
 		},
@@ -233,9 +239,18 @@ func TestPeerValidation(t *testing.T) {
 			t.Errorf("%s: got %v, want Invalid", name, err)
 		}
 	}
-	ok := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: unique("ok")}, Spec: good}
-	must(t, k8s.Create(ctx, ok))
-	_ = k8s.Delete(ctx, ok)
+	for _, mutate := range []func(*v1alpha1.BGPPeerSpec){
+		func(*v1alpha1.BGPPeerSpec) {},
+		func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "10.10.0.11" },
+		func(s *v1alpha1.BGPPeerSpec) { s.PeerAddress, s.SourceAddress = "fd00::1", "fd00::11" },
+		func(s *v1alpha1.BGPPeerSpec) { s.SourceInterface = "lo" },
+	} {
+		spec := good
+		mutate(&spec)
+		ok := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: unique("ok")}, Spec: spec}
+		must(t, k8s.Create(ctx, ok))
+		_ = k8s.Delete(ctx, ok)
+	}
 
 	for _, spec := range []v1alpha1.BGPAdvertisementSpec{
 		{Communities: []string{"65536:1"}},

@@ -3,6 +3,7 @@ package announce
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -32,6 +33,7 @@ type PeerReconciler struct {
 
 	mu       sync.Mutex
 	problems map[string]string // peer name → why it is not configured
+	selected map[string]bool   // peers that select this replica's node
 	// settled, when set, is closed once every agent has answered once.
 	settled <-chan struct{}
 }
@@ -58,6 +60,8 @@ func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Re
 		return ctrl.Result{}, err
 	}
 	var selected []*v1alpha1.BGPPeer
+	selectedNames := map[string]bool{}
+	recheck := false
 	for i := range list.Items {
 		in := &list.Items[i]
 		if in.Spec.NodeSelector != nil {
@@ -67,6 +71,8 @@ func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Re
 			}
 		}
 		selected = append(selected, in)
+		selectedNames[in.Name] = true
+		recheck = recheck || in.Spec.SourceAddress != "" || in.Spec.SourceInterface != ""
 	}
 	var peers []bgp.Peer
 	problems := map[string]string{}
@@ -91,12 +97,21 @@ func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Re
 		}
 		peers = append(peers, p)
 	}
-	r.reportProblems(ctx, &list, problems, reasons)
+	r.reportProblems(ctx, &list, problems, reasons, selectedNames)
 	if err := r.speaker.SetPeers(ctx, peers); err != nil {
 		return ctrl.Result{}, err
 	}
+	if recheck {
+		// The node's addresses are not watched: a source address that
+		// appears, moves or goes is picked up here.
+		return ctrl.Result{RequeueAfter: sourceRecheck}, nil
+	}
 	return ctrl.Result{}, nil
 }
+
+// sourceRecheck is how often the source addresses of peers are looked up
+// again on the node.
+const sourceRecheck = 30 * time.Second
 
 // Reasons of the Warning Events on a BGPPeer this replica does not
 // configure.
@@ -112,11 +127,12 @@ const (
 
 // reportProblems records why peers are not configured (the status writer
 // shows it) and sends an Event for each new or changed reason, once.
-// reasons holds the Event reason of a problem, InvalidPeer when absent.
-func (r *PeerReconciler) reportProblems(ctx context.Context, list *v1alpha1.BGPPeerList, problems, reasons map[string]string) {
+// reasons holds the Event reason of a problem, InvalidPeer when absent;
+// selected names the peers that select this replica's node.
+func (r *PeerReconciler) reportProblems(ctx context.Context, list *v1alpha1.BGPPeerList, problems, reasons map[string]string, selected map[string]bool) {
 	r.mu.Lock()
 	old := r.problems
-	r.problems = problems
+	r.problems, r.selected = problems, selected
 	r.mu.Unlock()
 	for i := range list.Items {
 		in := &list.Items[i]
@@ -197,6 +213,14 @@ const (
 	DefaultBFDMultiplier = 7
 )
 
+// selects reports whether the peer selected this replica's node when the
+// peers were last reconciled.
+func (r *PeerReconciler) selects(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.selected[name]
+}
+
 func dur(d *metav1.Duration, def time.Duration) time.Duration {
 	if d == nil {
 		return def
@@ -222,6 +246,9 @@ func (r *PeerReconciler) convert(ctx context.Context, in *v1alpha1.BGPPeer) (bgp
 	}
 	if in.Spec.PeerPort == 0 {
 		p.Port = 179
+	}
+	if p.LocalAddress, err = r.source(in.Spec, addr); err != nil {
+		return bgp.Peer{}, err
 	}
 	if in.Spec.AddPathSendMax == 0 {
 		p.AddPathSendMax = 64
@@ -257,6 +284,77 @@ func (r *PeerReconciler) convert(ctx context.Context, in *v1alpha1.BGPPeer) (bgp
 		p.Password = string(pw)
 	}
 	return p, nil
+}
+
+// source is the session's local address on this node: SourceAddress, if
+// the node has it, or the first global unicast address of the peer's family
+// on SourceInterface. Zero without either: the kernel chooses.
+func (r *PeerReconciler) source(spec v1alpha1.BGPPeerSpec, peer netip.Addr) (netip.Addr, error) {
+	localAddrs := r.opts.LocalAddrs
+	if localAddrs == nil {
+		localAddrs = hostAddrs
+	}
+	switch {
+	case spec.SourceAddress != "":
+		src, err := netip.ParseAddr(spec.SourceAddress)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("sourceAddress: %w", err)
+		}
+		if src.Is4() != peer.Is4() {
+			return netip.Addr{}, fmt.Errorf("sourceAddress %s is not of the family of peerAddress %s", src, peer)
+		}
+		addrs, err := localAddrs("")
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("listing the addresses of node %s: %w", r.opts.NodeName, err)
+		}
+		if !slices.Contains(addrs, src) {
+			return netip.Addr{}, fmt.Errorf("sourceAddress %s is not an address of node %s", src, r.opts.NodeName)
+		}
+		return src, nil
+	case spec.SourceInterface != "":
+		addrs, err := localAddrs(spec.SourceInterface)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("sourceInterface %s on node %s: %w", spec.SourceInterface, r.opts.NodeName, err)
+		}
+		for _, a := range addrs {
+			if a.Is4() == peer.Is4() && a.IsGlobalUnicast() {
+				return a, nil
+			}
+		}
+		family := "IPv4"
+		if !peer.Is4() {
+			family = "IPv6"
+		}
+		return netip.Addr{}, fmt.Errorf("sourceInterface %s on node %s has no global %s address", spec.SourceInterface, r.opts.NodeName, family)
+	}
+	return netip.Addr{}, nil
+}
+
+// hostAddrs lists the addresses of an interface of this network namespace,
+// or of all of them when iface is empty, in the kernel's order.
+func hostAddrs(iface string) ([]netip.Addr, error) {
+	var addrs []net.Addr
+	var err error
+	if iface == "" {
+		addrs, err = net.InterfaceAddrs()
+	} else {
+		var ifi *net.Interface
+		if ifi, err = net.InterfaceByName(iface); err == nil {
+			addrs, err = ifi.Addrs()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
 }
 
 // statusWriter writes this replica's session entries into BGPPeer status
@@ -315,6 +413,9 @@ func (w *statusWriter) write(ctx context.Context) {
 		in := &list.Items[i]
 		addr, _ := netip.ParseAddr(in.Spec.PeerAddress)
 		st, configured := byAddr[addr]
+		// Per-node peers share an address: only the one selecting this
+		// node has this replica's session.
+		configured = configured && w.peers.selects(in.Name)
 		problem := w.peers.problem(in.Name)
 		if !configured && problem == "" {
 			continue // not selected for this replica

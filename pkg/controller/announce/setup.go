@@ -55,6 +55,11 @@ type Options struct {
 	// PruneInterval is how often the leader removes the status entries of
 	// manager replicas whose Lease ran out (default 30 s).
 	PruneInterval time.Duration
+	// LocalAddrs lists the addresses of the node's network interface iface,
+	// or of all its interfaces when iface is empty (BGPPeer sourceAddress
+	// and sourceInterface). nil: the interfaces of the manager's own
+	// network namespace, which is the node's (hostNetwork).
+	LocalAddrs func(iface string) ([]netip.Addr, error)
 }
 
 func (o Options) serves(svc *corev1.Service) bool {

@@ -35,14 +35,18 @@ func TestMain(m *testing.M) {
 func unique(p string) string { return fmt.Sprintf("%s-%d", p, seq.Add(1)) }
 
 // startManager runs a manager (IPAM and announcer) on node "node" until the
-// test ends.
-func startManager(t *testing.T, node string) {
+// test ends; mutate changes the announcer's options.
+func startManager(t *testing.T, node string, mutate ...func(*announcectrl.Options)) {
 	t.Helper()
 	c, cancel := context.WithCancel(context.Background())
+	opts := announcectrl.Options{NodeName: node, StatusInterval: 100 * time.Millisecond}
+	for _, m := range mutate {
+		m(&opts)
+	}
 	mgr, err := manager.New(c, cfg, manager.Options{
 		SeveralPerProcess: true,
 		Announce: &manager.AnnounceOptions{
-			Options:  announcectrl.Options{NodeName: node, StatusInterval: 100 * time.Millisecond},
+			Options:  opts,
 			RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001,
 		},
 	})

@@ -24,6 +24,7 @@ protocol kernel {
 protocol bgp eiplb {
   local 192.168.100.1 as 65000;
   neighbor 192.168.100.11 as 65001;
+  passive on;
   ipv4 { import all; export none; add paths rx; };
 }
 `)

@@ -56,8 +56,10 @@ func Main(m *testing.M, what string, set func(*API)) {
 }
 
 // FRRConfig peers the router with the managers at the given addresses,
-// sending them nothing (docs/bgp.md, router configuration). extra lines go into each neighbor's configuration ("bfd profile eiplb"
-// for the sample's BFD timers, "bfd profile fast" for 100 ms x 3,
+// passively (the managers dial out and don't listen), sending them nothing
+// (docs/bgp.md, router configuration). extra lines go into each neighbor's
+// configuration ("bfd profile eiplb" for the sample's BFD timers, "bfd
+// profile fast" for 100 ms x 3,
 // "password x").
 func FRRConfig(managers []string, extra ...string) string {
 	c := `frr defaults datacenter
@@ -84,7 +86,7 @@ router bgp 65000
  no bgp default show-nexthop-hostname
 `
 	for _, m := range managers {
-		c += fmt.Sprintf(" neighbor %s remote-as 65001\n", m)
+		c += fmt.Sprintf(" neighbor %s remote-as 65001\n neighbor %s passive\n", m, m)
 		for _, e := range extra {
 			c += fmt.Sprintf(" neighbor %s %s\n", m, e)
 		}
