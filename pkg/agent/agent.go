@@ -144,7 +144,9 @@ func New(cfg *rest.Config, dp Dataplane, opts Options) (*Agent, error) {
 			x.Labels = nil
 			spec := corev1.ServiceSpec{Type: x.Spec.Type, LoadBalancerClass: x.Spec.LoadBalancerClass}
 			if v1alpha1.Serves(x, opts.Class, opts.ServeNoClass) {
+				// Every field dataplane.Compute reads.
 				spec.Ports, spec.ExternalTrafficPolicy = x.Spec.Ports, x.Spec.ExternalTrafficPolicy
+				spec.LoadBalancerSourceRanges, spec.SessionAffinity = x.Spec.LoadBalancerSourceRanges, x.Spec.SessionAffinity
 			} else {
 				// Services eiplb does not serve are kept as bare names.
 				x.Status = corev1.ServiceStatus{}

@@ -164,6 +164,23 @@ func TestAgent(t *testing.T) {
 		}
 	})
 
+	// Regression: the cache's transform dropped every spec field but the
+	// ports and the traffic policy, so the ranges never reached the rules.
+	t.Run("source ranges and session affinity reach the rules", func(t *testing.T) {
+		api := &corev1.Service{}
+		testenv.Must(t, k8s.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "api"}, api))
+		api.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24"}
+		api.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		testenv.Must(t, k8s.Update(ctx, api))
+		testenv.Eventually(t, 10*time.Second, func() string {
+			kernel, _, _ := dp.state()
+			if !strings.Contains(kernel, "192.0.2.11 . tcp . 80 . 203.0.113.0/24") || !strings.Contains(kernel, "192.0.2.11 . tcp . 80 : 0x80000002") {
+				return "no source range or affinity for api yet:\n" + kernel
+			}
+			return ""
+		})
+	})
+
 	t.Run("a failed write is followed by a re-sync", func(t *testing.T) {
 		dp.mu.Lock()
 		dp.fail = 1
