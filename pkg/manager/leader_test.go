@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
@@ -27,7 +29,9 @@ import (
 // running through each outage (it used to exit with "leader election lost"
 // once the renew deadline passed), lose the Lease, take it back when the
 // API server returns, and allocate a new Service; the addresses of the
-// Services allocated before never change.
+// Services allocated before never change. Then a second replica joins:
+// with the leader cut off it takes over, and the old leader, back, stays a
+// standby.
 func TestIPAMLeaderSurvivesAPIOutage(t *testing.T) {
 	cuts := []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
 	if testing.Short() {
@@ -146,10 +150,63 @@ func TestIPAMLeaderSurvivesAPIOutage(t *testing.T) {
 			cut, lost.Round(time.Millisecond), took.Round(time.Millisecond), retaken.Round(time.Millisecond))
 		unchanged()
 	}
-	select {
-	case err := <-exited:
-		t.Fatalf("the manager exited: %v", err)
-	default:
+
+	// A second replica: while the leader is cut off it takes the Lease
+	// and allocates; when the old leader is back, that one stays a
+	// standby (the Lease is not taken back from a live holder).
+	proxyB := newAPIProxy(t, env.Config.Host)
+	cfgB := rest.CopyConfig(env.Config)
+	cfgB.Host = "https://" + proxyB.addr()
+	mgrB, err := manager.New(mctx, cfgB, manager.Options{
+		LeaderElection: true, LeaderElectionNamespace: ns.Name, LeaderElectionID: lease,
+		MetricsAddr: "0", SeveralPerProcess: true,
+	})
+	testenv.Must(t, err)
+	exitedB := make(chan error, 1)
+	go func() { exitedB <- mgrB.Start(mctx) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-exitedB:
+		case <-time.After(30 * time.Second):
+			t.Error("second manager did not stop")
+		}
+	})
+	holder := func() string {
+		l := &coordinationv1.Lease{}
+		testenv.Must(t, k8s.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: lease}, l))
+		return ptr.Deref(l.Spec.HolderIdentity, "")
+	}
+	first := holder()
+	proxy.cut()
+	allocate("failover", 15*time.Second)
+	second := holder()
+	if second == first || second == "" {
+		t.Fatalf("a Service was allocated while the leader %q was cut off, but the Lease is held by %q", first, second)
+	}
+	proxy.restore()
+	// Watch the Lease for twice the lease duration: the old leader,
+	// back, must not take it.
+	for start := time.Now(); time.Since(start) < 4*time.Second; {
+		if h := holder(); h != second {
+			t.Fatalf("the Lease moved from %q to %q after the old leader came back", second, h)
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the old leader exited: %v", err)
+		case err := <-exitedB:
+			t.Fatalf("the new leader exited: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	allocate("after-failover", 10*time.Second)
+	unchanged()
+	seen := map[string]string{}
+	for name, ip := range ips {
+		if other, dup := seen[ip]; dup {
+			t.Fatalf("%s and %s share %s", name, other, ip)
+		}
+		seen[ip] = name
 	}
 }
 
