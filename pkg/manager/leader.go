@@ -229,6 +229,10 @@ func (e *ipamElector) runTerm(ctx context.Context) error {
 		}
 		return err
 	}
+	if len(t.runnables) == 0 {
+		<-ctx.Done() // nothing to run: keep the Lease (no acquire-release loop)
+		return nil
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(t.runnables))
