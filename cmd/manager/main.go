@@ -4,7 +4,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"time"
 
@@ -40,7 +39,7 @@ func main() {
 	var asn uint
 	flag.BoolVar(&enableAnnounce, "announce", true, "Announce addresses over BGP; false runs IPAM only (nodes already peer with the routers, e.g. through Calico).")
 	flag.StringVar(&announce.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of the node this replica runs on (default $NODE_NAME).")
-	flag.StringVar(&routerID, "router-id", os.Getenv("ROUTER_ID"), "BGP router ID, an IPv4 address (default $ROUTER_ID, usually the node's IP).")
+	flag.StringVar(&routerID, "router-id", os.Getenv("ROUTER_ID"), "BGP router ID: an IPv4 address, or a comma-separated list of the node's addresses whose first IPv4 one is taken (default $ROUTER_ID, the node's status.hostIPs). Without an IPv4 address (IPv6-only nodes) it is derived from the node name.")
 	flag.UintVar(&asn, "bgp-asn", 64512, "Default local AS; each BGPPeer sets its own localASN.")
 	var listenPort int
 	flag.IntVar(&listenPort, "bgp-listen-port", -1, "Port for incoming BGP sessions; -1 only dials out.")
@@ -62,10 +61,13 @@ func main() {
 		os.Exit(2)
 	}
 	if enableAnnounce {
-		id, err := netip.ParseAddr(routerID)
-		if err != nil || !id.Is4() {
-			fmt.Fprintf(os.Stderr, "eiplb-manager: --router-id must be an IPv4 address, not %q\n", routerID)
+		id, derived, err := manager.RouterID(routerID, announce.NodeName)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "eiplb-manager: --router-id: %v\n", err)
 			os.Exit(2)
+		}
+		if derived {
+			ctrl.Log.Info("No IPv4 address for the BGP router ID, derived it from the node name (set --router-id to choose it)", "routerID", id, "node", announce.NodeName, "addresses", routerID)
 		}
 		announce.RouterID, announce.ASN, announce.ListenPort = id, uint32(asn), int32(listenPort)
 		if agents.Port > 0 {

@@ -108,18 +108,11 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		opts.LeaderElectionID = "eiplb-ipam"
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       serving.Metrics(opts.MetricsAddr, opts.MetricsInsecure),
-		HealthProbeBindAddress:        orDefaultStr(opts.ProbeAddr, "0"),
-		PprofBindAddress:              orDefaultStr(opts.PprofAddr, "0"),
-		LeaderElection:                opts.LeaderElection,
-		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
-		LeaderElectionID:              opts.LeaderElectionID,
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 &lease,
-		RenewDeadline:                 &renew,
-		RetryPeriod:                   &retry,
-		Controller:                    config.Controller{SkipNameValidation: &opts.SeveralPerProcess},
+		Scheme:                 scheme,
+		Metrics:                serving.Metrics(opts.MetricsAddr, opts.MetricsInsecure),
+		HealthProbeBindAddress: orDefaultStr(opts.ProbeAddr, "0"),
+		PprofBindAddress:       orDefaultStr(opts.PprofAddr, "0"),
+		Controller:             config.Controller{SkipNameValidation: &opts.SeveralPerProcess},
 		Cache: cache.Options{DefaultTransform: slimCached, ByObject: map[client.Object]cache.ByObject{
 			// Only the password Secrets of the manager's namespace are read.
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.LeaderElectionNamespace: {}}},
@@ -128,7 +121,23 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := ipamctrl.Setup(ctx, mgr, opts.IPAM); err != nil {
+	if opts.LeaderElection {
+		// Elected IPAM: the controllers run in terms, on the replica
+		// holding the Lease; the rest of the manager runs everywhere and
+		// outlives a lost Lease (an API server outage).
+		if err := ipamctrl.WarmInformers(ctx, mgr.GetCache()); err != nil {
+			return nil, err
+		}
+		ipamOpts := opts.IPAM
+		e, err := newIPAMElector(cfg, mgr, opts.LeaderElectionNamespace, opts.LeaderElectionID, lease, renew, retry,
+			func(ctx context.Context, m ctrl.Manager) error { return ipamctrl.Setup(ctx, m, ipamOpts) })
+		if err != nil {
+			return nil, fmt.Errorf("IPAM leader election: %w", err)
+		}
+		if err := mgr.Add(e); err != nil {
+			return nil, err
+		}
+	} else if err := ipamctrl.Setup(ctx, mgr, opts.IPAM); err != nil {
 		return nil, err
 	}
 	if a := opts.Announce; a != nil {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -43,7 +44,10 @@ type Options struct {
 }
 
 // Setup adds the IPAM controllers (Service allocation and pool status) to a
-// manager. Both need leader election: allocation has a single writer.
+// manager. Both need leader election: allocation has a single writer. With
+// an elected manager (pkg/manager) Setup runs once per leadership term, on
+// a manager that runs the controllers for that term only; what it builds
+// lives as long as ctx.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if opts.Class == "" {
 		opts.Class = v1alpha1.LoadBalancerClass
@@ -62,12 +66,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	// One buffered retry of the waiting Services after an address was
 	// freed; a retry already queued covers the next ones.
 	freedEvents := make(chan event.TypedGenericEvent[*v1alpha1.EIPAllocation], 1)
-	// Standby replicas keep their Service and pool informers warm, so a new
-	// leader allocates at once instead of first listing every Service.
-	for _, obj := range []client.Object{&corev1.Service{}, &v1alpha1.EIPPool{}} {
-		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
-			return fmt.Errorf("informer for %T: %w", obj, err)
-		}
+	if err := WarmInformers(ctx, mgr.GetCache()); err != nil {
+		return err
 	}
 	idx, err := newAllocationIndex(ctx, mgr.GetCache(), alloc, func(pool string) {
 		p := &v1alpha1.EIPPool{}
@@ -182,6 +182,19 @@ func staleHolders(cache client.Reader, ours func(*corev1.Service) bool) handler.
 			}
 		},
 	}
+}
+
+// WarmInformers gets the informers the IPAM controllers read from the
+// manager's cache. Standby replicas keep them warm (call it before the
+// manager starts), so a new leader allocates at once instead of first
+// listing every Service.
+func WarmInformers(ctx context.Context, c cache.Cache) error {
+	for _, obj := range []client.Object{&corev1.Service{}, &v1alpha1.EIPPool{}, &v1alpha1.EIPAllocation{}} {
+		if _, err := c.GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
+	return nil
 }
 
 // servicePredicate passes the events of Services that are or were served,
