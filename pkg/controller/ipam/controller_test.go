@@ -478,7 +478,9 @@ func TestSourceRangesOfOneFamilyReported(t *testing.T) {
 	newService(t, ns, "restricted", poolAnn(pool.Name), withFamilies(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol),
 		func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24"} })
 	newService(t, ns, "fine", poolAnn(pool.Name), withFamilies(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol),
-		func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24", "2001:db8:ff::/48"} })
+		func(s *corev1.Service) {
+			s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24", "2001:db8:ff::/48"}
+		})
 	waitIPs(t, ns, "restricted", 2)
 	waitIPs(t, ns, "fine", 2)
 	var msgs []string
