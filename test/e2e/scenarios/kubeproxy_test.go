@@ -161,6 +161,9 @@ func TestKubeProxyIPTables(t *testing.T) {
 	if seen := answers(t, l, ip, 80, 60); len(seen) != 6 {
 		t.Errorf("pods that answered on the EIP: %v, want all 6", seen)
 	}
+	// kube-proxy's iptables mode writes its rules at most once a second
+	// (--iptables-min-sync-period): until then the ClusterIP is refused.
+	reach(t, l.Pods[0][0], web.Spec.ClusterIP, true)
 	seen := clusterIPAnswers(t, l, 1, web.Spec.ClusterIP, 30)
 	t.Logf("from pod10 to web's ClusterIP %s: %v", web.Spec.ClusterIP, seen)
 	if len(seen) < 3 {
