@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab, the demo and the privileged tests
 # need, only when one is missing: FRR and BIRD 2 as routers, iproute2,
-# nftables, procps (sysctl, ps, pgrep), ca-certificates (the Go module
-# proxy), curl (trying the lab), make, git, python3. The packages' own
+# nftables, iptables (kube-proxy's iptables mode in the lab), procps
+# (sysctl, ps, pgrep), ca-certificates (the Go module proxy), curl (trying
+# the lab), make, git, python3. The packages' own
 # daemons are kept from starting on the host: the lab starts its routers
 # inside network namespaces. Needs root when something is missing.
 #
@@ -10,7 +11,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(ca-certificates curl make git python3 procps iproute2 nftables frr bird2)
+APT_PACKAGES=(ca-certificates curl make git python3 procps iproute2 nftables iptables frr bird2)
 
 pkg_installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
@@ -18,7 +19,7 @@ pkg_installed() {
 
 packages_present() {
   local b p
-  for b in curl make git python3 sysctl pgrep ps ip ss nft bird birdc vtysh; do
+  for b in curl make git python3 sysctl pgrep ps ip ss nft iptables-restore bird birdc vtysh; do
     command -v "$b" >/dev/null 2>&1 || return 1
   done
   [ -x /usr/lib/frr/bgpd ] && [ -x /usr/lib/frr/zebra ] || return 1

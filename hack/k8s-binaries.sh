@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Builds the envtest binaries (etcd, kube-apiserver) and kubectl from the Go
-# module proxy into a cache outside the work tree, only when missing, and
-# prints the folder (use it as KUBEBUILDER_ASSETS).
+# Builds the envtest binaries (etcd, kube-apiserver), the node and control
+# plane parts the lab runs (kube-proxy, kube-controller-manager) and, with
+# WITH_KUBECTL=1, kubectl from the Go module proxy into a cache outside the
+# work tree, only when missing, and prints the folder (use it as
+# KUBEBUILDER_ASSETS).
 #
 #   KUBEBUILDER_ASSETS=$(hack/k8s-binaries.sh)
 #
-# A fresh machine pays about 4-5 minutes once (2 cores).
+# A fresh machine pays about 10 minutes once (2 cores): kube-apiserver about
+# 4, kube-proxy and kube-controller-manager a few more (they share most of
+# its packages in the Go build cache). Concurrent runs wait for each other
+# (a lock in the folder) instead of building the same binary twice.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-1.37.2}
@@ -13,6 +18,8 @@ ETCD_VERSION=${ETCD_VERSION:-3.6.16}
 OUT=${EIPLB_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/eiplb/k8s/$K8S_VERSION}
 mkdir -p "$OUT"
 log() { echo "k8s-binaries: $*" >&2; }
+exec 9>"$OUT/.lock"
+flock 9
 
 build_etcd() {
   local d; d=$(mktemp -d)
@@ -35,18 +42,33 @@ k8s_module() {
       [ -n "$m" ] && echo "replace $m => $m v0.${K8S_VERSION#1.}"; done; } > "$d/go.mod"
 }
 
+# build_k8s builds the commands k8s.io/kubernetes/cmd/<name> for each name
+# given, in one `go build` (they share most packages).
 build_k8s() {
-  local name=$1 pkg=$2 d; d=$(mktemp -d)
-  log "building $name v$K8S_VERSION (kube-apiserver takes about 4 min)"
+  local d name pkgs=() imports=""; d=$(mktemp -d)
+  for name in "$@"; do
+    pkgs+=("k8s.io/kubernetes/cmd/$name")
+    imports+="import _ \"k8s.io/kubernetes/cmd/$name\"\n"
+  done
+  log "building $* v$K8S_VERSION (kube-apiserver alone takes about 4 min)"
   k8s_module "$d"
-  printf '//go:build tools\npackage tools\nimport _ "%s"\n' "$pkg" > "$d/tools.go"
-  ( cd "$d" && go mod tidy >/dev/null 2>&1 && go build -o "$OUT/$name.tmp" "$pkg" ) >&2
-  mv "$OUT/$name.tmp" "$OUT/$name"; rm -rf "$d"
+  printf "//go:build tools\npackage tools\n$imports" > "$d/tools.go"
+  mkdir "$d/out"
+  ( cd "$d" && go mod tidy >/dev/null 2>&1 && go build -o "$d/out/" "${pkgs[@]}" ) >&2
+  for name in "$@"; do mv "$d/out/$name" "$OUT/$name.tmp" && mv "$OUT/$name.tmp" "$OUT/$name"; done
+  rm -rf "$d"
 }
 
 [ -x "$OUT/etcd" ] || build_etcd
-[ -x "$OUT/kube-apiserver" ] || build_k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+[ -x "$OUT/kube-apiserver" ] || build_k8s kube-apiserver
+# The lab runs a real EndpointSlice controller and kube-proxy on every node
+# (docs/lab.md), so every lab test needs them.
+missing=()
+for name in kube-proxy kube-controller-manager; do
+  [ -x "$OUT/$name" ] || missing+=("$name")
+done
 if [ "${WITH_KUBECTL:-0}" = 1 ] && [ ! -x "$OUT/kubectl" ]; then
-  build_k8s kubectl k8s.io/kubernetes/cmd/kubectl
+  missing+=(kubectl)
 fi
+[ ${#missing[@]} = 0 ] || build_k8s "${missing[@]}"
 echo "$OUT"

@@ -40,6 +40,9 @@ type API struct {
 	ManagerKubeconfig, AgentKubeconfig []byte
 	host                               string // 127.0.0.1:port of the API server
 	bin                                string // folder with the built eiplb binaries
+
+	kcmMu sync.Mutex
+	kcm   *kcm // kube-controller-manager, once StartControllers ran
 }
 
 // StartAPI starts the API server with eiplb's CRDs and builds the eiplb
@@ -106,8 +109,10 @@ func hostPort(server string) (string, error) {
 	return server[len(prefix):], nil
 }
 
-// Stop stops the API server and removes the binaries.
+// Stop stops kube-controller-manager and the API server and removes the
+// binaries.
 func (a *API) Stop() {
+	a.stopControllers()
 	_ = a.Env.Stop()
 	_ = os.RemoveAll(a.bin)
 }
@@ -284,6 +289,16 @@ func (p *Process) Signal(sig syscall.Signal) {
 
 // Pid is the process id (ip netns exec replaces itself with the program).
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // Wait waits for the process to exit.
 func (p *Process) Wait(timeout time.Duration) bool {

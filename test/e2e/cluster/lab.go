@@ -58,6 +58,9 @@ type LabOptions struct {
 	PodsPerNode int // default 2
 	// ManagerArgs and AgentArgs are added to the deploy manifests' flags.
 	ManagerArgs, AgentArgs []string
+	// KubeProxy, when set, is the mode of the kube-proxy Up starts on
+	// every node: "nftables" or "iptables".
+	KubeProxy string
 }
 
 // Lab is the whole system on one machine: a router namespace ("rtr") with a
@@ -76,13 +79,15 @@ type Lab struct {
 	Pods   [][]*netlab.NS // Pods[i-1][j] is pod j of node i
 	FRR    *netlab.FRR
 
-	// Managers[i-1] and Agents[i-1] are the processes of node i (nil
-	// when not running).
-	Managers []*Process
-	Agents   []*Process
+	// Managers[i-1], Agents[i-1] and KubeProxies[i-1] are the processes
+	// of node i (nil when not running).
+	Managers    []*Process
+	Agents      []*Process
+	KubeProxies []*Process
 
-	opts LabOptions
-	http *http.Client
+	opts    LabOptions
+	http    *http.Client
+	servers map[*netlab.NS]*http.Server // each pod namespace's HTTP server
 }
 
 // NewLab builds the topology (no router, no eiplb processes yet).
@@ -95,9 +100,9 @@ func NewLab(t netlab.T, api *API, opts LabOptions) *Lab {
 		opts.PodsPerNode = 2
 	}
 	net_ := netlab.New(t)
-	l := &Lab{T: t, API: api, Net: net_, opts: opts,
+	l := &Lab{T: t, API: api, Net: net_, opts: opts, servers: map[*netlab.NS]*http.Server{},
 		Rtr: net_.Namespace("rtr"), Client: net_.Namespace("client"),
-		Managers: make([]*Process, opts.Nodes), Agents: make([]*Process, opts.Nodes)}
+		Managers: make([]*Process, opts.Nodes), Agents: make([]*Process, opts.Nodes), KubeProxies: make([]*Process, opts.Nodes)}
 	net_.Bridge(l.Rtr, "br0", RouterIP+"/24", "fd00:100::1/64")
 	net_.Link(l.Rtr, "192.168.200.1/24", l.Client, ClientIP+"/24")
 	l.Exec(l.Client, "ip", "addr", "add", ClientIP6+"/64", "dev", l.Client.DevTo(l.Rtr))
@@ -186,8 +191,28 @@ func (l *Lab) serve(pod *netlab.NS, name string) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		fmt.Fprintf(w, "%s %s", name, host)
 	}), ReadHeaderTimeout: 5 * time.Second}
+	l.servers[pod] = srv
 	go func() { _ = srv.Serve(ln) }()
 	l.T.Cleanup(func() { _ = srv.Close() })
+}
+
+// StopServing shuts pod j of node i's HTTP server down gracefully, as a
+// container does on SIGTERM: new connections are refused, requests in
+// flight are answered first (for up to 5 s).
+func (l *Lab) StopServing(i, j int) {
+	l.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.servers[l.Pods[i-1][j]].Shutdown(ctx); err != nil {
+		l.T.Fatalf("stopping %s: %v", PodName(i, j), err)
+	}
+}
+
+// StartServing starts pod j of node i's HTTP server again after
+// StopServing.
+func (l *Lab) StartServing(i, j int) {
+	l.T.Helper()
+	l.serve(l.Pods[i-1][j], PodName(i, j))
 }
 
 // StartFRR starts the router with config (see FRRConfig).
@@ -236,9 +261,9 @@ func (l *Lab) Kill(p *Process) {
 	}
 }
 
-// Endpoints plays the endpoint controller: the Service's endpoints are
-// every pod of the given nodes (see EndpointPods).
-func (l *Lab) Endpoints(t netlab.T, svc *corev1.Service, nodes ...int) {
+// Endpoints gives the Service every pod of the given nodes as endpoints
+// (see EndpointPods).
+func (l *Lab) Endpoints(t netlab.T, svc *corev1.Service, nodes ...int) []*corev1.Pod {
 	t.Helper()
 	var pods [][2]int
 	for _, i := range nodes {
@@ -246,22 +271,49 @@ func (l *Lab) Endpoints(t netlab.T, svc *corev1.Service, nodes ...int) {
 			pods = append(pods, [2]int{i, j})
 		}
 	}
-	l.EndpointPods(t, svc, pods...)
+	return l.EndpointPods(t, svc, pods...)
 }
 
-// EndpointPods plays the endpoint controller: it creates the Service's
-// EndpointSlices (see EndpointSlices) and deletes them when t ends.
-func (l *Lab) EndpointPods(t netlab.T, svc *corev1.Service, pods ...[2]int) {
+// EndpointPods gives the Service the given pods ({node, pod}) as endpoints
+// the way a cluster does: the lab plays the kubelet (API.RunPod: a Pod on
+// the node, with the Service's labels, Running and Ready with the pod
+// namespace's addresses) and kube-controller-manager's EndpointSlice
+// controller writes the Service's EndpointSlices. It returns the Pods once
+// every one is a ready endpoint of each family of the Service; they are
+// force-deleted when t ends.
+func (l *Lab) EndpointPods(t netlab.T, svc *corev1.Service, pods ...[2]int) []*corev1.Pod {
+	t.Helper()
+	if err := l.API.StartControllers(); err != nil {
+		t.Fatal(err)
+	}
+	var out []*corev1.Pod
+	want := map[*corev1.Pod]string{}
+	for _, p := range pods {
+		pod := l.API.RunPod(t, svc, p[0], p[1])
+		out = append(out, pod)
+		want[pod] = Ready
+	}
+	l.API.WaitEndpoints(t, svc, want)
+	return out
+}
+
+// HandMadeSlices writes the Service's EndpointSlices itself (see
+// EndpointSlices), as no cluster does: for tests of the agent's reading of
+// slices alone, and benchmarks that must not measure the EndpointSlice
+// controller. They are deleted when t ends.
+func (l *Lab) HandMadeSlices(t netlab.T, svc *corev1.Service, pods ...[2]int) {
 	t.Helper()
 	for _, es := range EndpointSlices(svc, pods...) {
 		l.API.Create(t, es)
 	}
 }
 
-// EndpointSlices are what the endpoint controller would make for svc with
-// the given pods ({node, pod}) behind it: one slice per family of the
-// Service, every endpoint ready, on BackendPort under each of the
-// Service's port names.
+// EndpointSlices are hand-made slices like those the EndpointSlice
+// controller makes for svc with the given pods ({node, pod}) behind it: one
+// slice per family of the Service, every endpoint ready, on BackendPort
+// under each of the Service's port names. The lab's Services get theirs
+// from the real controller (EndpointPods); these are for benchmarks and
+// tests of the agent alone.
 func EndpointSlices(svc *corev1.Service, pods ...[2]int) []*discoveryv1.EndpointSlice {
 	var out []*discoveryv1.EndpointSlice
 	families := svc.Spec.IPFamilies
@@ -349,8 +401,18 @@ type Failure struct {
 	Err error
 }
 
-// Steady starts a Loop against ip:port.
+// Steady starts a Loop from the client against ip:port.
 func (l *Lab) Steady(ip string, port int) *Loop {
+	return l.steady(func() error { _, err := l.Get(ip, port); return err })
+}
+
+// SteadyFrom starts a Loop from namespace ns (a pod's, a node's) against
+// ip:port.
+func (l *Lab) SteadyFrom(ns *netlab.NS, ip string, port int) *Loop {
+	return l.steady(func() error { _, err := GetFrom(ns, ip, port); return err })
+}
+
+func (l *Lab) steady(get func() error) *Loop {
 	lp := &Loop{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(lp.done)
@@ -363,7 +425,7 @@ func (l *Lab) Steady(ip string, port int) *Loop {
 			case <-tick.C:
 			}
 			start := time.Now()
-			_, err := l.Get(ip, port)
+			err := get()
 			lp.mu.Lock()
 			if err != nil {
 				lp.failures = append(lp.failures, Failure{At: start, Err: err})
@@ -374,6 +436,24 @@ func (l *Lab) Steady(ip string, port int) *Loop {
 		}
 	}()
 	return lp
+}
+
+// GetFrom requests http://ip:port/ from namespace ns over a new connection
+// and returns the answer ("pod client-ip").
+func GetFrom(ns *netlab.NS, ip string, port int) (string, error) {
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return ns.Dial(ctx, network, addr)
+		},
+	}}
+	resp, err := c.Get("http://" + net.JoinHostPort(ip, fmt.Sprint(port)) + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 // Finish stops the loop and returns the number of successful requests and
@@ -407,9 +487,11 @@ const SamplePassword = "change-me"
 // installed (its RBAC is what the processes may do: they authenticate as
 // its ServiceAccounts), the Node objects, config/samples' pools, BGP peer
 // (MD5, BFD, graceful restart) and advertisement, FRR configured as the
-// sample peer expects, two manager replicas on node1 and node2 and an
-// agent on every node. It returns once the router has established both
-// sessions.
+// sample peer expects, two manager replicas on node1 and node2, an agent
+// on every node and, with LabOptions.KubeProxy, kube-proxy on every node
+// (kube-controller-manager starts with the first EndpointPods: benchmarks
+// that write their slices by hand don't run it). It returns once the
+// router has established both sessions.
 func (l *Lab) Up() {
 	l.T.Helper()
 	l.API.Install(l.T)
@@ -424,6 +506,11 @@ func (l *Lab) Up() {
 	}
 	for i := 1; i <= len(l.Nodes); i++ {
 		l.StartAgent(i)
+	}
+	if l.opts.KubeProxy != "" {
+		for i := 1; i <= len(l.Nodes); i++ {
+			l.StartKubeProxy(i, l.opts.KubeProxy)
+		}
 	}
 	l.WaitSessions(2, 30*time.Second)
 }

@@ -18,6 +18,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -136,9 +137,18 @@ func (api *API) Basics(t netlab.T, mutatePeer ...func(*v1alpha1.BGPPeer)) []*cor
 	return nodes
 }
 
-// Create creates obj and deletes it when the test ends.
+// Create creates obj and deletes it when the test ends. A Service's
+// EndpointSlices made by the EndpointSlice controller go after it (in a
+// cluster the garbage collector deletes them, which the lab does not run).
 func (api *API) Create(t netlab.T, obj client.Object) {
 	t.Helper()
+	if svc, ok := obj.(*corev1.Service); ok {
+		ns, n := svc.Namespace, svc.Name
+		t.Cleanup(func() {
+			_ = api.Client.DeleteAllOf(context.Background(), &discoveryv1.EndpointSlice{}, client.InNamespace(ns),
+				client.MatchingLabels{discoveryv1.LabelServiceName: n, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"})
+		})
+	}
 	if err := api.Client.Create(context.Background(), obj); err != nil {
 		t.Fatal(err)
 	}

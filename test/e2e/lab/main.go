@@ -109,10 +109,10 @@ func run(ctx context.Context, p *netlab.Program, dir, kubectl string, keep bool)
 	}
 
 	step("Building the lab: router (FRR), 3 nodes with 2 pods each, a client")
-	l := cluster.NewLab(p, api, cluster.LabOptions{})
-	step("Installing deploy/eiplb.yaml; applying config/samples (pools, BGP peer with MD5/BFD/graceful restart); starting 2 managers and 3 agents as the manifest's ServiceAccounts")
+	l := cluster.NewLab(p, api, cluster.LabOptions{KubeProxy: "nftables"})
+	step("Installing deploy/eiplb.yaml; applying config/samples (pools, BGP peer with MD5/BFD/graceful restart); starting kube-controller-manager (EndpointSlice controllers), 2 managers and 3 agents as the manifest's ServiceAccounts, kube-proxy (nftables) on every node")
 	l.Up()
-	step("Applying config/samples/service.yaml; the lab plays the endpoint controller (pods on every node)")
+	step("Applying config/samples/service.yaml; the lab plays the kubelet for two pods on every node (Running, Ready), kube-controller-manager writes the EndpointSlices")
 	api.Apply(p, filepath.Join(cluster.Root(), "config", "samples", "service.yaml"))
 	web := &corev1.Service{}
 	if err := api.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "web"}, web); err != nil {

@@ -4,7 +4,9 @@
 // lab `make demo` brings up: a real API server, FRR peered with two
 // eiplb-manager replicas as config/samples/bgp.yaml asks (MD5, BFD,
 // graceful restart), an eiplb-agent on each of three nodes, pods answering
-// HTTP, and a client beyond the router. Every assertion is on the router's
+// HTTP, kube-controller-manager's EndpointSlice controller writing the
+// Services' slices from the lab's Pods, kube-proxy (nftables) on every
+// node, and a client beyond the router. Every assertion is on the router's
 // kernel FIB, on real requests from the client, or on what the API shows.
 //
 // The scenarios share one lab and run in order; each leaves the lab as it
@@ -45,7 +47,7 @@ func via(nodes ...int) func(netlab.Route, bool) bool  { return cluster.Via(false
 func via6(nodes ...int) func(netlab.Route, bool) bool { return cluster.Via(true, nodes...) }
 
 func TestScenarios(t *testing.T) {
-	l := cluster.NewLab(t, api, cluster.LabOptions{})
+	l := cluster.NewLab(t, api, cluster.LabOptions{KubeProxy: "nftables"})
 	l.Up()
 	ns := api.Namespace(t)
 
@@ -454,6 +456,15 @@ func TestScenarios(t *testing.T) {
 
 	t.Run("14 in-cluster clients of a Local Service on a node without its endpoints", func(t *testing.T) {
 		inClusterLocal(t, l, ns)
+	})
+
+	t.Run("15 kube-proxy alongside: EIPs left alone, ClusterIPs work, restarts disturb nothing", func(t *testing.T) {
+		kubeProxy(t, l, web, local, webIP, localIP)
+	})
+
+	t.Run("16 rolling update of every pod: zero failed requests", func(t *testing.T) {
+		t.Run("Cluster", func(t *testing.T) { rollingUpdate(t, l, ns, false) })
+		t.Run("Local", func(t *testing.T) { rollingUpdate(t, l, ns, true) })
 	})
 }
 
