@@ -110,12 +110,12 @@ k8s-bins: ## Build etcd + kube-apiserver for envtest (cached outside the tree) a
 	hack/k8s-binaries.sh
 
 .PHONY: test
-test: ## Run unit + envtest tests, the alert rules with promtool, the Helm chart against the API server (no root needed). Extra flags: TEST_ARGS=...
+test: ## Run unit + envtest tests, the alert rules with promtool, the Helm chart against the API server, docs/routers through FRR's and BIRD's parsers (no root needed; FRR and BIRD from hack/install-deps.sh). Extra flags: TEST_ARGS=...
 	@assets=$$(hack/k8s-binaries.sh) || { echo "test: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
 	promtool=$$(hack/promtool.sh) || { echo "test: hack/promtool.sh failed" >&2; exit 1; }; \
 	helm=$$(hack/helm.sh) || { echo "test: hack/helm.sh failed" >&2; exit 1; }; \
-	echo "KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm $(GO) test ./... -count=1 $(TEST_ARGS)"; \
-	KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm $(GO) test ./... -count=1 $(TEST_ARGS)
+	echo "KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm EIPLB_REQUIRE_ROUTERS=1 $(GO) test ./... -count=1 $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm EIPLB_REQUIRE_ROUTERS=1 $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: e2e
 e2e: ## Run the end-to-end scenarios in the lab (test/e2e/scenarios; root). Extra flags: TEST_ARGS=...
