@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +57,67 @@ func TestRouterConfigsParse(t *testing.T) {
 				t.Errorf("%s on docs/routers/%s: %s", strings.Join(argv, " "), name, s)
 			}
 		})
+	}
+}
+
+// TestFRRConfigBGPDaemon: bgpd reads the integrated frr.conf line by line
+// on its own, and a line it does not know (the bfd block, bfdd's) leaves
+// it where it was: an "exit" there would take it out of configuration mode
+// and lose `router bgp` (vtysh --dryrun, which knows every daemon, does
+// not see that). `bgpd -C` must accept every line of the blocks that are
+// bgpd's. bgpd -C needs root (it drops privileges to the frr user).
+func TestFRRConfigBGPDaemon(t *testing.T) {
+	const bgpd = "/usr/lib/frr/bgpd"
+	if _, err := os.Stat(bgpd); err != nil {
+		msg := "FRR is not installed (sudo hack/install-deps.sh): cannot check docs/routers/frr.conf with bgpd -C"
+		if os.Getenv("EIPLB_REQUIRE_ROUTERS") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("bgpd -C needs root (it drops privileges to the frr user); vtysh --dryrun checked the syntax")
+	}
+	file, err := filepath.Abs(filepath.Join(routersDir, "frr.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// block[i] is the top-level command line i+1 belongs to.
+	var block []string
+	top := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if line != "" && line[0] != ' ' && line[0] != '!' {
+			top = line
+		}
+		block = append(block, top)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bgpd, "-C", "-f", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bgpd -C -f docs/routers/frr.conf: %v\n%s", err, out)
+	}
+	bgp := 0
+	for _, m := range regexp.MustCompile(`No such command on config line (\d+):(.*)`).FindAllStringSubmatch(string(out), -1) {
+		n, _ := strconv.Atoi(m[1])
+		if n < 1 || n > len(block) {
+			t.Fatalf("bgpd names line %d of %d: %s", n, len(block), m[0])
+		}
+		if strings.HasPrefix(block[n-1], "router bgp") || strings.HasPrefix(block[n-1], "route-map") {
+			t.Errorf("bgpd refuses line %d of docs/routers/frr.conf (in %q):%s", n, block[n-1], m[2])
+		}
+	}
+	for _, blk := range block {
+		if strings.HasPrefix(blk, "router bgp") {
+			bgp++
+		}
+	}
+	if bgp == 0 {
+		t.Error("docs/routers/frr.conf has no router bgp")
 	}
 }
 
