@@ -35,12 +35,19 @@ help: ## Show this help.
 
 ##@ Development
 
+# The version stamped into the binaries and images (their --version,
+# `kubectl eiplb version`, the start-up log line).
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/eiplb/eiplb/pkg/version.Version=$(VERSION)
+# Where make build writes the binaries.
+BINDIR ?= bin
+
 .PHONY: build
-build: ## Build bin/eiplb-manager, bin/eiplb-agent and the kubectl plugin bin/kubectl-eiplb.
-	@mkdir -p bin
-	$(GO) build -o bin/eiplb-manager ./cmd/manager
-	$(GO) build -o bin/eiplb-agent ./cmd/agent
-	$(GO) build -o bin/kubectl-eiplb ./cmd/kubectl-eiplb
+build: ## Build bin/eiplb-manager, bin/eiplb-agent and the kubectl plugin bin/kubectl-eiplb, stamped with VERSION (git describe).
+	@mkdir -p $(BINDIR)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BINDIR)/eiplb-manager ./cmd/manager
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BINDIR)/eiplb-agent ./cmd/agent
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BINDIR)/kubectl-eiplb ./cmd/kubectl-eiplb
 
 # Container images: make images IMAGE_REPO=ghcr.io/you IMAGE_TAG=v0.1.0
 IMAGE_REPO ?= ghcr.io/eiplb
@@ -51,8 +58,8 @@ CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/
 images: ## Build the eiplb-manager and eiplb-agent images (build/*.Dockerfile) with docker or podman, where one runs.
 	@if [ -z "$(CONTAINER_TOOL)" ]; then echo "images: neither docker nor podman is installed" >&2; exit 1; fi
 	@if ! $(CONTAINER_TOOL) info >/dev/null 2>&1; then echo "images: $(CONTAINER_TOOL) is installed but its daemon/service does not answer ($(CONTAINER_TOOL) info fails)" >&2; exit 1; fi
-	$(CONTAINER_TOOL) build -f build/manager.Dockerfile -t $(IMAGE_REPO)/eiplb-manager:$(IMAGE_TAG) .
-	$(CONTAINER_TOOL) build -f build/agent.Dockerfile -t $(IMAGE_REPO)/eiplb-agent:$(IMAGE_TAG) .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -f build/manager.Dockerfile -t $(IMAGE_REPO)/eiplb-manager:$(IMAGE_TAG) .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -f build/agent.Dockerfile -t $(IMAGE_REPO)/eiplb-agent:$(IMAGE_TAG) .
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/apis).
@@ -110,12 +117,12 @@ k8s-bins: ## Build etcd + kube-apiserver for envtest (cached outside the tree) a
 	hack/k8s-binaries.sh
 
 .PHONY: test
-test: ## Run unit + envtest tests, the alert rules with promtool, the Helm chart against the API server (no root needed). Extra flags: TEST_ARGS=...
+test: ## Run unit + envtest tests, the alert rules with promtool, the Helm chart against the API server, docs/routers through FRR's and BIRD's parsers (no root needed; FRR and BIRD from hack/install-deps.sh). Extra flags: TEST_ARGS=...
 	@assets=$$(hack/k8s-binaries.sh) || { echo "test: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
 	promtool=$$(hack/promtool.sh) || { echo "test: hack/promtool.sh failed" >&2; exit 1; }; \
 	helm=$$(hack/helm.sh) || { echo "test: hack/helm.sh failed" >&2; exit 1; }; \
-	echo "KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm $(GO) test ./... -count=1 $(TEST_ARGS)"; \
-	KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm $(GO) test ./... -count=1 $(TEST_ARGS)
+	echo "KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm EIPLB_REQUIRE_ROUTERS=1 $(GO) test ./... -count=1 $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets PROMTOOL=$$promtool HELM=$$helm EIPLB_REQUIRE_ROUTERS=1 $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: e2e
 e2e: ## Run the end-to-end scenarios in the lab (test/e2e/scenarios; root). Extra flags: TEST_ARGS=...

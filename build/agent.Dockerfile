@@ -11,7 +11,8 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd/ cmd/
 COPY pkg/ pkg/
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/eiplb-agent ./cmd/agent
+ARG VERSION=unknown
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/eiplb/eiplb/pkg/version.Version=${VERSION}" -o /out/eiplb-agent ./cmd/agent
 
 FROM gcr.io/distroless/static-debian12
 COPY --from=build /out/eiplb-agent /eiplb-agent

@@ -11,7 +11,8 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd/ cmd/
 COPY pkg/ pkg/
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/eiplb-manager ./cmd/manager
+ARG VERSION=unknown
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/eiplb/eiplb/pkg/version.Version=${VERSION}" -o /out/eiplb-manager ./cmd/manager
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/eiplb-manager /eiplb-manager

@@ -21,6 +21,7 @@ import (
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/dataplane"
 	"github.com/eiplb/eiplb/pkg/dataplane/nft"
+	"github.com/eiplb/eiplb/pkg/version"
 )
 
 func main() {
@@ -46,10 +47,16 @@ func main() {
 	flag.BoolVar(&cleanup, "cleanup", false, "Remove everything the agent installed (its nftables table) and exit.")
 	var memLimit int64
 	flag.Int64Var(&memLimit, "memory-limit-mib", 0, "Soft memory limit of the Go runtime (the GC works harder near it). Ignored when GOMEMLIMIT is set (the DaemonSet sets it to the container's limit); 0: none. Keep it well above the live heap: below it the GC runs nonstop (32 MiB cost an agent a third of a core at 10,000 Services).")
+	showVersion := flag.Bool("version", false, "Print the version and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("eiplb-agent", version.String())
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.Log.Info("Starting eiplb-agent", "version", version.String())
 
 	if memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memLimit << 20)

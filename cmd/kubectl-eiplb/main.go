@@ -7,6 +7,7 @@
 //	kubectl eiplb peers                BGP sessions per manager replica
 //	kubectl eiplb nodes                each node's agent per manager replica, programmed Services
 //	kubectl eiplb explain svc NS/NAME  why a Service has no address or is not announced
+//	kubectl eiplb version              the plugin's version
 //
 // -o json|yaml prints the same for scripts.
 package main
@@ -24,6 +25,7 @@ import (
 
 	"github.com/eiplb/eiplb/pkg/cli"
 	"github.com/eiplb/eiplb/pkg/manager"
+	"github.com/eiplb/eiplb/pkg/version"
 )
 
 func main() {
@@ -42,7 +44,7 @@ func run(args []string, w io.Writer) error {
 	fs.StringVar(&o.Class, "class", "", "loadBalancerClass eiplb serves (default eiplb.io/bgp)")
 	fs.BoolVar(&o.NoClass, "serve-services-without-class", false, "eiplb also serves Services without a class")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: kubectl eiplb [flags] status | pools | peers | nodes | explain svc NAMESPACE/NAME")
+		fmt.Fprintln(fs.Output(), "usage: kubectl eiplb [flags] status | pools | peers | nodes | explain svc NAMESPACE/NAME | version")
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after the command.
@@ -59,6 +61,13 @@ func run(args []string, w io.Writer) error {
 	if len(pos) == 0 {
 		fs.Usage()
 		return fmt.Errorf("no command")
+	}
+	if pos[0] == "version" { // needs no API server
+		if len(pos) > 1 {
+			return fmt.Errorf("version takes no arguments")
+		}
+		_, err := fmt.Fprintln(w, "kubectl-eiplb", version.String())
+		return err
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = *kubeconfig

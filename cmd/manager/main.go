@@ -14,6 +14,7 @@ import (
 	"github.com/eiplb/eiplb/pkg/agentlink"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/manager"
+	"github.com/eiplb/eiplb/pkg/version"
 )
 
 func main() {
@@ -48,10 +49,16 @@ func main() {
 	flag.IntVar(&agents.Port, "agent-port", agentlink.DefaultPort, "Port of the node agents; a node is a next hop for a Service only while its agent is alive and has programmed it. 0 turns this off (every Ready node is a next hop).")
 	flag.DurationVar(&agents.Grace, "agent-grace", agentlink.DefaultGrace, "How long a node whose agent process is gone (its host still answering) stays a next hop: its rules keep forwarding, so an agent restart withdraws nothing.")
 	flag.DurationVar(&agents.DeadAfter, "agent-dead-after", agentlink.DefaultDeadAfter, "Silence from a node's agent (host down, link cut) that withdraws the node at once.")
+	showVersion := flag.Bool("version", false, "Print the version and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("eiplb-manager", version.String())
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.Log.Info("Starting eiplb-manager", "version", version.String())
 
 	switch corev1.LoadBalancerIPMode(ipMode) {
 	case corev1.LoadBalancerIPModeProxy, corev1.LoadBalancerIPModeVIP:

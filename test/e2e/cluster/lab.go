@@ -480,9 +480,6 @@ func Summary(failures []Failure) string {
 	return b.String()
 }
 
-// SamplePassword is the TCP MD5 password of config/samples/bgp.yaml.
-const SamplePassword = "change-me"
-
 // Up brings up the default lab, as `make demo` shows it: deploy/eiplb.yaml
 // installed (its RBAC is what the processes may do: they authenticate as
 // its ServiceAccounts), the Node objects, config/samples' pools, BGP peer

@@ -56,61 +56,6 @@ func Main(m *testing.M, what string, set func(*API)) {
 	os.Exit(code)
 }
 
-// FRRConfig peers the router with the managers at the given addresses,
-// passively (the managers dial out and don't listen), sending them nothing
-// (docs/bgp.md, router configuration). extra lines go into each neighbor's
-// configuration ("bfd profile eiplb" for the sample's BFD timers, "bfd
-// profile fast" for 100 ms x 3,
-// "password x").
-func FRRConfig(managers []string, extra ...string) string {
-	c := `frr defaults datacenter
-hostname rtr
-log stdout
-!
-route-map EIPLB-OUT deny 10
-!
-bfd
- profile eiplb
-  receive-interval 100
-  transmit-interval 100
-  detect-multiplier 7
- !
- profile fast
-  receive-interval 100
-  transmit-interval 100
- !
-!
-router bgp 65000
- bgp router-id 192.168.100.1
- no bgp ebgp-requires-policy
- no bgp default show-hostname
- no bgp default show-nexthop-hostname
-`
-	for _, m := range managers {
-		c += fmt.Sprintf(" neighbor %s remote-as 65001\n neighbor %s passive\n", m, m)
-		for _, e := range extra {
-			c += fmt.Sprintf(" neighbor %s %s\n", m, e)
-		}
-	}
-	c += ` address-family ipv4 unicast
-  maximum-paths 16
-`
-	for _, m := range managers {
-		c += fmt.Sprintf("  neighbor %s route-map EIPLB-OUT out\n", m)
-	}
-	c += ` exit-address-family
- address-family ipv6 unicast
-`
-	for _, m := range managers {
-		c += fmt.Sprintf("  neighbor %s activate\n  neighbor %s route-map EIPLB-OUT out\n", m, m)
-	}
-	c += `  maximum-paths 16
- exit-address-family
-exit
-`
-	return c
-}
-
 // unique names per test, since Nodes and pools are cluster-scoped.
 func name(s string) string {
 	return fmt.Sprintf("%s-%d", s, time.Now().UnixNano()%1e9)

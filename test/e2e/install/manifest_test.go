@@ -4,6 +4,7 @@ package install
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -59,4 +60,25 @@ func TestManifestValidates(t *testing.T) {
 			t.Errorf("the manifest has no %s (kinds: %v)", k, kinds)
 		}
 	}
+}
+
+// TestManagerRollsOneAtATime: the manager Deployment of deploy/eiplb.yaml
+// (and so of the chart, TestHelmChart) replaces one replica at a time
+// without a surge pod, which required anti-affinity and host ports would
+// leave unschedulable on every node that may run a manager.
+func TestManagerRollsOneAtATime(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "deploy", "eiplb.yaml"))
+	testenv.Must(t, err)
+	for _, u := range decode(t, b) {
+		if u.GetKind() != "Deployment" || u.GetName() != "eiplb-manager" {
+			continue
+		}
+		s, _, _ := unstructured.NestedMap(u.Object, "spec", "strategy")
+		if fmt.Sprint(s) != "map[rollingUpdate:map[maxSurge:0 maxUnavailable:1] type:RollingUpdate]" {
+			t.Errorf("eiplb-manager strategy %v, want RollingUpdate with maxSurge 0, maxUnavailable 1", s)
+		}
+		return
+	}
+	t.Fatal("deploy/eiplb.yaml has no Deployment eiplb-manager")
 }
