@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -18,6 +19,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -43,8 +45,10 @@ import (
 // recalled: that case is what the API server's uniqueness of allocation
 // records (docs/ipam.md) is for.
 type ipamElector struct {
-	mgr  ctrl.Manager
-	lock resourcelock.Interface
+	events    record.EventBroadcaster
+	eventSink record.EventSink
+	mgr       ctrl.Manager
+	lock      resourcelock.Interface
 	// name labels client-go's leader_election_master_status metric.
 	name                                      string
 	leaseDuration, renewDeadline, retryPeriod time.Duration
@@ -72,12 +76,19 @@ func newIPAMElector(cfg *rest.Config, mgr ctrl.Manager, namespace, name string, 
 	if err != nil {
 		return nil, err
 	}
+	// "became leader" Events on the Lease, with the core API as client-go
+	// records them (the Role allows core Events in the manager's
+	// namespace); the broadcaster stops with Start.
+	events := record.NewBroadcaster()
+	rec := events.NewRecorder(mgr.GetScheme(), corev1.EventSource{Component: "eiplb-manager", Host: host})
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, namespace, name, core, coord,
-		resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID())})
+		resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID()), EventRecorder: rec})
 	if err != nil {
+		events.Shutdown()
 		return nil, err
 	}
 	e := &ipamElector{
+		events: events, eventSink: &corev1client.EventSinkImpl{Interface: core.Events("")},
 		mgr: mgr, lock: lock, name: name,
 		leaseDuration: lease, renewDeadline: renew, retryPeriod: retry,
 		setup: setup, log: mgr.GetLogger().WithName("ipam-leader"),
@@ -111,6 +122,9 @@ func (*ipamElector) NeedLeaderElection() bool { return false }
 
 // Start campaigns until ctx ends, leading when elected.
 func (e *ipamElector) Start(ctx context.Context) error {
+	stop := e.events.StartRecordingToSink(e.eventSink)
+	defer stop.Stop()
+	defer e.events.Shutdown()
 	for ctx.Err() == nil {
 		if err := e.campaign(ctx); err != nil {
 			// The term's controllers failed (not a lost Lease): the

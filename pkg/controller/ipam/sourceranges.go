@@ -22,10 +22,16 @@ type rangeReports struct {
 // check returns the problem of svc's source ranges when it is new since
 // the last check of svc, "" otherwise.
 func (r *rangeReports) check(svc *corev1.Service) string {
+	// The families of its addresses are the Service's families (decided
+	// by the API server), known before any address is: the reconcile
+	// after the status write is filtered out as the manager's own echo.
 	var eips []netip.Addr
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil {
-			eips = append(eips, a.Unmap())
+	for _, f := range svc.Spec.IPFamilies {
+		switch f {
+		case corev1.IPv4Protocol:
+			eips = append(eips, netip.IPv4Unspecified())
+		case corev1.IPv6Protocol:
+			eips = append(eips, netip.IPv6Unspecified())
 		}
 	}
 	msg := dataplane.SourceRanges(svc).Problems(eips, ipam.Quote)
