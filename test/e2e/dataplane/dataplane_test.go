@@ -181,8 +181,13 @@ func desired() *dataplane.Table {
 }
 
 func writer(t *testing.T, fd int) *nft.Writer {
+	return writerWith(t, nft.Options{Mode: dataplane.ModeNftables, NetNS: fd})
+}
+
+// writerWith is a loaded writer with opts.
+func writerWith(t *testing.T, opts nft.Options) *nft.Writer {
 	t.Helper()
-	w, err := nft.New(nft.Options{Mode: dataplane.ModeNftables, NetNS: fd})
+	w, err := nft.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

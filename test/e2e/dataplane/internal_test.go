@@ -15,17 +15,8 @@ import (
 // podWriter is a loaded writer for node1 whose pods are 10.1.0.0/16 and
 // fd00:11::/64.
 func podWriter(t *testing.T, fd int) *nft.Writer {
-	t.Helper()
-	w, err := nft.New(nft.Options{Mode: dataplane.ModeNftables, NetNS: fd,
+	return writerWith(t, nft.Options{Mode: dataplane.ModeNftables, NetNS: fd,
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("fd00:11::/64")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	if err := w.Load(); err != nil {
-		t.Fatal(err)
-	}
-	return w
 }
 
 // TestInClusterClientsOfLocal: a Local Service whose only endpoint runs on

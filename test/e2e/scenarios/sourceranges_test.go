@@ -3,11 +3,6 @@
 package scenarios_test
 
 import (
-	"context"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -20,30 +15,13 @@ import (
 	"github.com/eiplb/eiplb/test/netlab"
 )
 
-// getFrom requests http://ip:port/ from namespace ns (a new connection).
-func getFrom(ns *netlab.NS, ip string, port int) (string, error) {
-	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return ns.Dial(ctx, network, addr)
-		},
-	}}
-	resp, err := c.Get("http://" + net.JoinHostPort(ip, fmt.Sprint(port)) + "/")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
-}
-
 // reach waits (bounded) until a request from ns to ip:80 is answered
 // (want) or gets no answer (!want), then checks that three more agree.
 func reach(t *testing.T, ns *netlab.NS, ip string, want bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := getFrom(ns, ip, 80)
+		_, err := cluster.GetFrom(ns, ip, 80)
 		if (err == nil) == want {
 			break
 		}
@@ -52,7 +30,7 @@ func reach(t *testing.T, ns *netlab.NS, ip string, want bool) {
 		}
 	}
 	for range 3 {
-		if _, err := getFrom(ns, ip, 80); (err == nil) != want {
+		if _, err := cluster.GetFrom(ns, ip, 80); (err == nil) != want {
 			t.Errorf("%s to %s: answered %v (%v), want %v", ns.Name, ip, err == nil, err, want)
 		}
 	}
@@ -115,7 +93,7 @@ func inClusterLocal(t *testing.T, l *cluster.Lab, ns string) {
 	reach(t, l.Client, ip, true)
 	for _, from := range []*netlab.NS{l.Pods[2][0], l.Nodes[2]} { // on node3
 		reach(t, from, ip, true)
-		out, err := getFrom(from, ip, 80)
+		out, err := cluster.GetFrom(from, ip, 80)
 		if err != nil || !strings.HasPrefix(out, cluster.PodName(1, 0)+" ") {
 			t.Errorf("%s to the Local EIP: %q %v, want %s", from.Name, out, err, cluster.PodName(1, 0))
 		}
