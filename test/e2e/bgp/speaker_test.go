@@ -281,7 +281,12 @@ func TestFRRBFDSurvivesStall(t *testing.T) {
 	tp.rtr.WaitRoute(t, prefix, 5*time.Second, netlab.Absent)
 	took := time.Since(start)
 	t.Logf("route withdrawn %v after the speaker froze (detection time %v)", took.Round(time.Millisecond), detect)
-	if took > time.Second {
-		t.Errorf("route withdrawn %v after the speaker froze, want under a second", took.Round(time.Millisecond))
+	// BFD, not the hold timer (9 s at the least: FRR's datacenter
+	// defaults), took the route away. How fast is a measurement (0.72 s on
+	// a quiet machine, docs/bgp.md), not an assertion: on a loaded machine
+	// the router's own bfdd and zebra are late too (2.1 s seen with
+	// make test running beside it).
+	if took > 4500*time.Millisecond {
+		t.Errorf("route withdrawn %v after the speaker froze, want well under the 9 s hold time (BFD's detection, not the hold timer's)", took.Round(time.Millisecond))
 	}
 }
