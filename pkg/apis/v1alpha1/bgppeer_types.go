@@ -150,8 +150,8 @@ type BFD struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="minRxInterval must be between 10ms and 60s"
 	MinRxInterval *metav1.Duration `json:"minRxInterval,omitempty"`
-	// Multiplier of missed packets before the session is down; defaults to 7
-	// (with 100ms: down after 0.7s, and stalls up to ~0.6s survived).
+	// Multiplier of missed packets before the session is down; defaults to 5
+	// (with 100ms: down after 0.5s, and stalls up to ~0.4s survived).
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=255

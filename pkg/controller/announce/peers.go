@@ -205,12 +205,13 @@ func (r *PeerReconciler) problem(name string) string {
 	return r.problems[name]
 }
 
-// BFD defaults: 100 ms x 7 detects a dead manager (or its node) in 0.7 s
-// and lets the session ride out a stall of the manager or the router up
-// to about 0.6 s (docs/bgp.md, BFD and graceful restart).
+// BFD defaults: 100 ms x 5 detects a dead manager (or its node) in 0.5 s,
+// leaving half of the second for the router to act, and lets the session
+// ride out a stall of the manager or the router up to about 0.4 s
+// (docs/bgp.md, BFD and graceful restart).
 const (
 	DefaultBFDInterval   = 100 * time.Millisecond
-	DefaultBFDMultiplier = 7
+	DefaultBFDMultiplier = 5
 )
 
 // selects reports whether the peer selected this replica's node when the

@@ -66,7 +66,7 @@ func sourceRanges(t *testing.T, l *cluster.Lab, ns string, webIP string) {
 
 	err := setRanges("10.244.0.0/16", "office")
 	t.Logf("invalid range: %v", err)
-	if err == nil || !strings.Contains(err.Error(), "loadBalancerSourceRanges") {
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "loadbalancersourceranges") {
 		t.Errorf("invalid range accepted or error unclear: %v", err)
 	}
 
