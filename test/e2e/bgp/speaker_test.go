@@ -275,6 +275,13 @@ func TestFRRBFDSurvivesStall(t *testing.T) {
 	}
 	t.Logf("three %v stalls survived with BFD %v x %d", stall, b.MinTx, b.Multiplier)
 
+	// The router must run the profile of docs/routers/frr.conf, not bfdd's
+	// defaults (300 ms x 3: an "exit" before the bfd block once kept bfdd
+	// from reading it, and a frozen speaker took 1.5 s to detect).
+	if out, err := frr.Vtysh("show bfd peers"); err != nil || strings.Contains(out, "interval: 300ms") ||
+		strings.Count(out, fmt.Sprintf("Detect-multiplier: %d", b.Multiplier)) != 2 {
+		t.Errorf("FRR's BFD peer does not use the sample's timers on both sides (%v):\n%s", err, out)
+	}
 	sp.signal(syscall.SIGSTOP)
 	defer sp.signal(syscall.SIGCONT)
 	start := time.Now()
