@@ -91,12 +91,6 @@ func (k Key) String() string {
 	return s
 }
 
-// External is the key of the forward for clients outside the cluster.
-func (k Key) External() Key {
-	k.Internal = false
-	return k
-}
-
 func (k Key) compare(o Key) int {
 	return cmp.Or(cmp.Compare(b2i(k.Internal), b2i(o.Internal)),
 		k.EIP.Compare(o.EIP), cmp.Compare(k.Proto, o.Proto), cmp.Compare(k.Port, o.Port))

@@ -123,7 +123,9 @@ func TestComputeLocalUsesOnlyLocalEndpoints(t *testing.T) {
 	}
 	// In-cluster clients of a Local Service reach every endpoint.
 	in := got.Forwards[1]
-	if !in.Internal || in.Key.External() != got.Forwards[0].Key || !slices.Equal(in.Endpoints, []Endpoint{
+	ext := in.Key
+	ext.Internal = false
+	if !in.Internal || ext != got.Forwards[0].Key || !slices.Equal(in.Endpoints, []Endpoint{
 		{Addr: netip.MustParseAddr("10.1.0.5"), Port: 8443}, {Addr: netip.MustParseAddr("10.2.0.7"), Port: 8443, Local: true}}) {
 		t.Fatalf("internal forward %+v", in)
 	}

@@ -71,15 +71,15 @@ var legacySets = []string{"fwd4", "fwd6"}
 // internal4/internal6 do the same for the internal forwards (in-cluster
 // clients of Local Services, dataplane.Key.Internal) with icount4 and
 // idnat4; a key none of them has falls through to spread4.
-const (
-	dispatch4 = "spread4"
-	dispatch6 = "spread6"
-	internal4 = "internal4"
-	internal6 = "internal6"
-)
-
-// dispatchChains are the dispatch chains, one per kind of dataplane.Spread.
+//
+// dispatchChains are the dispatch chains, one per kind of dataplane.Spread
+// (named by Spread.Dispatch: spread4, spread6, internal4, internal6).
 var dispatchChains = []dataplane.Spread{{}, {V6: true}, {Internal: true}, {Internal: true, V6: true}}
+
+// dispatchChain is the name of the dispatch chain of a family and kind.
+func dispatchChain(v4, internal bool) string {
+	return dataplane.Spread{V6: !v4, Internal: internal}.Dispatch()
+}
 
 // The 32-bit fields of the maps (the count, the slot) are typed mark: nft
 // 1.0.6 aborts listing a concatenation with an integer field
@@ -232,7 +232,7 @@ func preroutingRules(o Options) []baseRule {
 		v4 := p.Addr().Is4()
 		e := append(nfproto(v4), saddr(v4, reg1))
 		e = append(e, masked(p, reg1)...)
-		out = append(out, baseRule{id: "internal:" + p.String(), exprs: append(e, jumpEIP(v4, fam(v4, internal4, internal6))...)})
+		out = append(out, baseRule{id: "internal:" + p.String(), exprs: append(e, jumpEIP(v4, dispatchChain(v4, true))...)})
 	}
 	return append(out, dnatRules()...)
 }
@@ -242,7 +242,7 @@ func preroutingRules(o Options) []baseRule {
 func outputRules(Options) []baseRule {
 	out := firewallRules()
 	for _, v4 := range []bool{true, false} {
-		out = append(out, baseRule{id: fam(v4, "internal4", "internal6"), exprs: append(nfproto(v4), jumpEIP(v4, fam(v4, internal4, internal6))...)})
+		out = append(out, baseRule{id: fam(v4, "internal4", "internal6"), exprs: append(nfproto(v4), jumpEIP(v4, dispatchChain(v4, true))...)})
 	}
 	return append(out, dnatRules()...)
 }
@@ -259,7 +259,7 @@ func firewallRules() []baseRule {
 func dnatRules() []baseRule {
 	var out []baseRule
 	for _, v4 := range []bool{true, false} {
-		out = append(out, baseRule{id: fam(v4, "dnat4", "dnat6"), exprs: append(nfproto(v4), jumpEIP(v4, fam(v4, dispatch4, dispatch6))...)})
+		out = append(out, baseRule{id: fam(v4, "dnat4", "dnat6"), exprs: append(nfproto(v4), jumpEIP(v4, dispatchChain(v4, false))...)})
 	}
 	return out
 }
