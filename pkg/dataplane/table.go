@@ -252,6 +252,8 @@ func (t *Table) count(s Service, by int) Touched {
 		// Remote endpoints of internal forwards are not masqueraded: an
 		// in-cluster client's address is routable in the cluster, the
 		// reply comes back through this node anyway (as with kube-proxy).
+		// The same address may be in Masq for a Cluster Service's forward:
+		// the connection's label (internal) decides, not the address.
 		for _, e := range fw.Endpoints {
 			switch {
 			case e.Local:
@@ -388,7 +390,11 @@ func SpreadChainRule(sp Spread) string {
 	if sp.Sticky {
 		slot = fmt.Sprintf("jhash %s saddr mod %d seed %#x", ip, sp.N, AffinitySeed)
 	}
-	return fmt.Sprintf("ct label set eiplb dnat %s to %s daddr . meta l4proto . th dport . %s map @%s", ip, ip, slot, dnat)
+	label := "eiplb"
+	if sp.Internal {
+		label = "eiplb,eiplb-internal"
+	}
+	return fmt.Sprintf("ct label set %s dnat %s to %s daddr . meta l4proto . th dport . %s map @%s", label, ip, ip, slot, dnat)
 }
 
 func sortedAddrs(m map[netip.Addr]int) []netip.Addr {

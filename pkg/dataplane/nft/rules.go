@@ -20,7 +20,8 @@ import (
 // comment replaces them (in the same transaction, the chain stays).
 // v1: ip daddr . meta l4proto . th dport vmap @fwd4 → fw/ and ep/ chains.
 // v2: ip daddr @eips4 jump spread4 (Services only in map elements).
-const baseVersion = "eiplb:v2"
+// v3: masq4/masq6 skip connections labelled internal (internalBit).
+const baseVersion = "eiplb:v3"
 
 // Registers: NFT_REG_1 is 16 bytes wide and overlaps the 32-bit registers
 // 8..11; concatenations use 32-bit registers like nft does.
@@ -337,7 +338,7 @@ func dispatchExprs(sp dataplane.Spread) []expr.Any {
 func spreadExprs(sp dataplane.Spread) []expr.Any {
 	v4 := !sp.V6
 	_, dnat := sp.Maps()
-	e := append(nfproto(v4), setLabel()...)
+	e := append(nfproto(v4), setLabel(sp.Internal)...)
 	load, next := loadForward(v4)
 	e = append(e, load...)
 	family := uint32(unix.NFPROTO_IPV6)
@@ -369,16 +370,31 @@ func spreadExprs(sp dataplane.Spread) []expr.Any {
 // mark, does not take part in routing decisions.
 const labelBit = 100
 
-func labelMask() []byte {
+// internalBit marks, besides labelBit, a connection DNATed by an internal
+// forward (an in-cluster client of a Local Service): it goes to a remote
+// endpoint with the client's own address, as with kube-proxy. The masq sets
+// are keyed by endpoint address alone, and the same endpoint can be a
+// remote one of a Cluster Service too: the label, not the address, tells
+// the two connections apart.
+const internalBit = 101
+
+func labelMask(bits ...int) []byte {
 	b := make([]byte, 16)
-	b[labelBit/8] = 1 << (labelBit % 8)
+	for _, bit := range bits {
+		b[bit/8] |= 1 << (bit % 8)
+	}
 	return b
 }
 
-// setLabel: ct label set <labelBit> (the kernel ORs it into the labels).
-func setLabel() []expr.Any {
+// setLabel: ct label set <labelBit> (and <internalBit> for an internal
+// spread); the kernel ORs them into the labels.
+func setLabel(internal bool) []expr.Any {
+	bits := []int{labelBit}
+	if internal {
+		bits = append(bits, internalBit)
+	}
 	return []expr.Any{
-		&expr.Immediate{Register: reg1, Data: labelMask()},
+		&expr.Immediate{Register: reg1, Data: labelMask(bits...)},
 		&expr.Ct{Register: reg1, SourceRegister: true, Key: expr.CtKeyLABELS},
 	}
 }
@@ -387,17 +403,27 @@ func setLabel() []expr.Any {
 func hasLabel() []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: reg1, Key: expr.CtKeyLABELS},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: labelMask(), Xor: make([]byte, 16)},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: labelMask(labelBit), Xor: make([]byte, 16)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 16)},
 	}
 }
 
-// masqRules: masquerade EIP traffic DNATed to remote endpoints (@masq) and
-// to a local endpoint that is also the client (@hairpin).
+// externalLabel: ct label <labelBit> and not <internalBit>.
+func externalLabel() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeyLABELS},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: labelMask(labelBit, internalBit), Xor: make([]byte, 16)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: labelMask(labelBit)},
+	}
+}
+
+// masqRules: masquerade EIP traffic DNATed to remote endpoints (@masq)
+// unless an internal forward did it (the in-cluster client keeps its
+// address), and to a local endpoint that is also the client (@hairpin).
 func masqRules(Options) []baseRule {
 	var out []baseRule
 	for _, v4 := range []bool{true, false} {
-		e := append(hasLabel(), nfproto(v4)...)
+		e := append(externalLabel(), nfproto(v4)...)
 		e = append(e, daddr(v4, reg1), lookup(fam(v4, setMasq4, setMasq6), reg1), &expr.Masq{})
 		out = append(out, baseRule{id: fam(v4, "masq4", "masq6"), exprs: e})
 

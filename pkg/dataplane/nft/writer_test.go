@@ -64,7 +64,7 @@ func TestSyncListsExpectedContent(t *testing.T) {
 		"ip6 daddr . meta l4proto . th dport map @count6 0x1 [invalid type] goto spread6/1",
 		"ip daddr @eips4 jump spread4",
 		"10.1.0.2 . 10.1.0.2",
-		`comment "eiplb:v2:dnat4"`,
+		`comment "eiplb:v3:dnat4"`,
 		"type nat hook prerouting priority dstnat - 10",
 		"type nat hook postrouting priority srcnat + 10",
 		"type filter hook forward priority filter - 10",
@@ -193,7 +193,7 @@ func TestOutdatedBaseRulesReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := nft(t, ns, "-a", "list", "chain", "inet", "eiplb", "forward")
-	if strings.Contains(out, "eiplb:v0:old") || strings.Count(out, "eiplb:v2:") != 4 {
+	if strings.Contains(out, "eiplb:v0:old") || strings.Count(out, "eiplb:v3:") != 4 {
 		t.Errorf("forward after Sync:\n%s", out)
 	}
 	if handle() != before {

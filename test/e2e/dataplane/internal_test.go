@@ -37,8 +37,15 @@ func TestInClusterClientsOfLocal(t *testing.T) {
 		dataplane.Forward{Key: in, Endpoints: []dataplane.Endpoint{remote}})
 	d := dataplane.NewTable(dataplane.ModeNftables)
 	d.Set(svc)
+	// The same pod is a remote endpoint of a Cluster Service too, so its
+	// address is in masq4: connections to that Service are masqueraded (as
+	// kube-proxy does for Cluster), the internal ones to the Local EIP not.
+	d.Set(service("cluster", []string{eipCluster}, fwd(eipCluster, dataplane.TCP, 80, remote)))
 	if err := w.Sync(d); err != nil {
 		t.Fatal(err)
+	}
+	if pod, saw, err := ask(lb.pods["pod1"], eipCluster+":80"); err != nil || pod != "pod3" || saw != "192.168.12.1" {
+		t.Errorf("pod1 to a Cluster EIP with a remote endpoint: %s saw %s (%v), want pod3 saw node1's 192.168.12.1 (masqueraded)", pod, saw, err)
 	}
 	addr := eipLocal + ":80"
 	if _, _, err := ask(lb.client, addr); !errors.Is(err, syscall.ECONNREFUSED) {
