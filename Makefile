@@ -131,6 +131,12 @@ e2e: ## Run the end-to-end scenarios in the lab (test/e2e/scenarios; root). Extr
 	echo "KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/scenarios -count=1 -v -timeout 10m $(TEST_ARGS)"; \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/scenarios -count=1 -v -timeout 10m $(TEST_ARGS)
 
+.PHONY: e2e-diff
+e2e-diff: ## The differential test (root): the same clients against eiplb's data plane and against kube-proxy (ipMode VIP); prints the outcome table. make e2e runs it too.
+	@if [ "$$(id -u)" != 0 ]; then echo "e2e-diff: must run as root (network namespaces, nftables, FRR); try: sudo make e2e-diff" >&2; exit 1; fi
+	@assets=$$(hack/k8s-binaries.sh) || { echo "e2e-diff: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/scenarios -run '^TestDifferential$$' -count=1 -v -timeout 10m $(TEST_ARGS)
+
 .PHONY: test-privileged
 test-privileged: ## Run the privileged tests (tag privileged: network namespaces, real routers, nftables); needs root.
 	@if [ "$$(id -u)" != 0 ]; then \
