@@ -208,25 +208,12 @@ func classify(client, src string) string {
 	return src
 }
 
-// programmed waits until every node's table of the data plane in charge
-// (eiplb's, or kube-proxy's) holds the EIP, and the router routes it as the
-// case says.
+// programmed waits until the router routes the case's EIP as it says and
+// every node's data plane in charge holds it.
 func programmed(t *testing.T, l *cluster.Lab, kubeProxy bool, c diffCase, ip string) {
 	t.Helper()
 	l.Rtr.WaitRoute(t, ip, 15*time.Second, via(c.via...))
-	family, table := "inet", "eiplb"
-	if kubeProxy {
-		family, table = "ip", "kube-proxy"
-	}
-	for i := 1; i <= len(l.Nodes); i++ {
-		deadline := time.Now().Add(15 * time.Second)
-		for matches(nft(t, l, i, family, table), ip) == "" {
-			if time.Now().After(deadline) {
-				t.Fatalf("node%d's table %s %s never held %s (%s)", i, family, table, ip, c.name)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	l.WaitProgrammed(t, ip, kubeProxy)
 }
 
 // runDiff brings up a lab in one mode and returns every outcome, by case

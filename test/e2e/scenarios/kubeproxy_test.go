@@ -4,7 +4,6 @@ package scenarios_test
 
 import (
 	"context"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,21 +21,6 @@ func nft(t *testing.T, l *cluster.Lab, i int, family, table string) string {
 		t.Fatalf("nft list table %s %s in node%d: %v: %s", family, table, i, err, out)
 	}
 	return out
-}
-
-// matches returns the first line of an nft or iptables-save listing that
-// matches traffic to ip ("" if none): a set or map element, a rule. A DNAT
-// target is not one: the lab's EIPs come from the sample pool
-// 192.0.2.0/24, in which the host's own address may lie, and the API
-// server advertises that address as the endpoint of default/kubernetes.
-func matches(listing, ip string) string {
-	re := regexp.MustCompile(`(^|[^0-9.])` + regexp.QuoteMeta(ip) + `([^0-9]|$)`)
-	for _, line := range strings.Split(listing, "\n") {
-		if re.MatchString(line) && !strings.Contains(line, "dnat to "+ip+":") && !strings.Contains(line, "--to-destination "+ip+":") {
-			return strings.TrimSpace(line)
-		}
-	}
-	return ""
 }
 
 // clusterIPAnswers sends n requests from a pod namespace to the Service's
@@ -66,7 +50,7 @@ func kubeProxy(t *testing.T, l *cluster.Lab, web, local *corev1.Service, webIP, 
 				t.Errorf("node%d: kube-proxy's table has no rule for web's ClusterIP %s (is it programming at all?)", i, web.Spec.ClusterIP)
 			}
 			for _, ip := range []string{webIP, localIP} {
-				if rule := matches(kp, ip); rule != "" {
+				if rule := cluster.Matches(kp, ip); rule != "" {
 					t.Errorf("node%d: kube-proxy's table matches the EIP %s: %s", i, ip, rule)
 				}
 				if !strings.Contains(nft(t, l, i, "inet", "eiplb"), ip) {
@@ -151,7 +135,7 @@ func TestKubeProxyIPTables(t *testing.T) {
 		if !strings.Contains(out, web.Spec.ClusterIP) {
 			t.Errorf("node%d: kube-proxy wrote no rule for web's ClusterIP %s (is it programming at all?)", i, web.Spec.ClusterIP)
 		}
-		if rule := matches(out, ip); rule != "" {
+		if rule := cluster.Matches(out, ip); rule != "" {
 			t.Errorf("node%d: kube-proxy's rules match the EIP %s: %s", i, ip, rule)
 		}
 		if !strings.Contains(nft(t, l, i, "inet", "eiplb"), ip) {
