@@ -198,9 +198,14 @@ func (s *Speaker) SetPaths(owner string, paths []route.Path) error {
 	return errors.Join(err, ferr)
 }
 
-// apply brings GoBGP in line with contrib for the given keys.
+// apply brings GoBGP in line with contrib for the given keys. s.sent
+// records a path only once GoBGP holds it, so a retry after any failure
+// sends what is still missing; a path that can't be encoded is reported and
+// skipped, never keeping the others (withdrawals included) from being sent.
 func (s *Speaker) apply(keys []pathKey) error {
+	var errs []error
 	var add []*apiutil.Path
+	var adds []sentPath // what add[i] will be once GoBGP holds it
 	var addKeys []pathKey
 	var del []uuid.UUID
 	var delKeys []pathKey
@@ -234,16 +239,13 @@ func (s *Speaker) apply(keys []pathKey) error {
 			if cur == nil {
 				s.releaseID(k.prefix, id)
 			}
-			return err
-		}
-		s.sent[k] = &sentPath{id: id, attrs: attrs, uuid: uuid.Nil}
-		if cur != nil {
-			s.sent[k].uuid = cur.uuid
+			errs = append(errs, err)
+			continue
 		}
 		add = append(add, p)
+		adds = append(adds, sentPath{id: id, attrs: attrs})
 		addKeys = append(addKeys, k)
 	}
-	var errs []error
 	if len(del) > 0 {
 		if err := s.srv.DeletePath(apiutil.DeletePathRequest{UUIDs: del}); err != nil {
 			errs = append(errs, fmt.Errorf("withdrawing %d paths: %w", len(del), err))
@@ -261,15 +263,19 @@ func (s *Speaker) apply(keys []pathKey) error {
 		}
 		for i, k := range addKeys {
 			if i < len(resps) && resps[i].Error == nil {
-				s.sent[k].uuid = resps[i].UUID
+				sent := adds[i]
+				sent.uuid = resps[i].UUID
+				s.sent[k] = &sent
 				continue
 			}
-			// Not held by GoBGP: forget it so that a retry sends it again.
-			if s.sent[k].uuid == uuid.Nil {
-				s.releaseID(k.prefix, s.sent[k].id)
-				delete(s.sent, k)
-			} else {
-				s.sent[k].attrs = route.Attributes{LocalPref: ^uint32(0)} // force a resend
+			if i < len(resps) && err == nil {
+				errs = append(errs, fmt.Errorf("announcing %s via %s: %w", k.prefix, k.nextHop, resps[i].Error))
+			}
+			// Not held by GoBGP: a new path's id is free again; a changed
+			// one stays recorded with the attributes GoBGP still holds, so
+			// a retry sends it again.
+			if s.sent[k] == nil {
+				s.releaseID(k.prefix, adds[i].id)
 			}
 		}
 	}
