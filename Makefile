@@ -96,7 +96,7 @@ lint: ## Check formatting (gofmt -l) and run go vet.
 	$(GO) vet ./...
 
 .PHONY: verify
-verify: generate manifests ## Fail when generated code/manifests are stale (pkg/apis, config/, deploy/), then lint.
+verify: generate manifests ## Fail when generated code/manifests are stale (pkg/apis, config/, deploy/) or the plugin or pkg/announce links GoBGP, then lint.
 	@changes=$$(git status --porcelain --untracked-files=all -- $(GENERATED_PATHS)) || { echo "verify: git status failed" >&2; exit 1; }; \
 	if [ -n "$$changes" ]; then \
 		echo "verify: generated files are out of date or uncommitted; run 'make generate manifests' and commit these files:" >&2; \
@@ -104,6 +104,7 @@ verify: generate manifests ## Fail when generated code/manifests are stale (pkg/
 		exit 1; \
 	fi; \
 	echo "verify: generated files are up to date"
+	GO=$(GO) hack/verify-deps.sh
 	$(MAKE) --no-print-directory lint
 
 .PHONY: clean

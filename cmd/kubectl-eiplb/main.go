@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
+	"github.com/eiplb/eiplb/pkg/apis"
 	"github.com/eiplb/eiplb/pkg/cli"
-	"github.com/eiplb/eiplb/pkg/manager"
 	"github.com/eiplb/eiplb/pkg/version"
 )
 
@@ -75,7 +75,7 @@ func run(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := manager.NewScheme()
+	scheme, err := apis.NewScheme()
 	if err != nil {
 		return err
 	}

@@ -642,3 +642,61 @@ func BenchmarkUnprogrammed(b *testing.B) {
 		}
 	}
 }
+
+// TestUnchangedProgrammedNotResent: the agent sets the same record again
+// (it does on every endpoint change of the Service): nothing goes on the
+// wire, and a tracker that gets a resent record anyway (an older agent)
+// calls no OnChange for it. Before, every such call reached every manager
+// and cost it an announcer reconcile.
+func TestUnchangedProgrammedNotResent(t *testing.T) {
+	port := freePort(t)
+	rec := Programmed{Generation: 1, Addrs: []netip.Addr{eip}}
+	a := startAgent(t, "n1", port, map[string]Programmed{"ns/a": rec})
+
+	// The wire: after the full set, the next message with content has
+	// only the Service that changed.
+	m := dialRaw(t, port, "m-raw")
+	next := func() agentMsg {
+		t.Helper()
+		for m.sc.Scan() {
+			var msg agentMsg
+			if err := json.Unmarshal(m.sc.Bytes(), &msg); err != nil {
+				t.Fatal(err)
+			}
+			if msg.Full || len(msg.Set) > 0 || len(msg.Del) > 0 {
+				return msg
+			}
+		}
+		t.Fatalf("no message: %v", m.sc.Err())
+		return agentMsg{}
+	}
+	if first := next(); !first.Full {
+		t.Fatalf("first message %+v, want the full set", first)
+	}
+	for range 3 {
+		same := rec
+		a.srv.SetProgrammed("ns/a", &same)
+	}
+	a.srv.SetProgrammed("ns/b", &Programmed{Generation: 2, Addrs: []netip.Addr{other}})
+	if got := next(); len(got.Set) != 1 || len(got.Del) != 0 || got.Set["ns/b"].Generation != 2 {
+		t.Fatalf("after unchanged ns/a and a new ns/b the agent sent %+v, want ns/b only", got)
+	}
+
+	// The tracker: a record resent unchanged changes nothing.
+	tr, ch := startTracker(t, port, lo, TrackerOptions{})
+	eventually(t, wait, "agent up", func() bool { return tr.Eligible("n1", "ns/a", []netip.Addr{eip}) })
+	a.srv.mu.Lock()
+	for c := range a.srv.conns {
+		c.dirty["ns/a"] = struct{}{} // resend it as is
+		c.poke()
+	}
+	a.srv.mu.Unlock()
+	a.srv.SetProgrammed("ns/c", &Programmed{Generation: 3, Addrs: []netip.Addr{eip}})
+	// One connection, in order: once ns/c is taken in, so is the resend.
+	eventually(t, wait, "OnChange for ns/c", func() bool { ch.mu.Lock(); defer ch.mu.Unlock(); return ch.svc["ns/c"] > 0 })
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.svc["ns/a"] != 0 {
+		t.Errorf("OnChange for the unchanged ns/a: %d calls, want 0", ch.svc["ns/a"])
+	}
+}

@@ -53,6 +53,11 @@ func (p Programmed) Covers(addrs []netip.Addr) bool {
 	return true
 }
 
+// equal reports whether p and o are the same record.
+func (p Programmed) equal(o Programmed) bool {
+	return p.Generation == o.Generation && slices.Equal(p.Addrs, o.Addrs)
+}
+
 // agentMsg goes from the agent to a manager. An empty one is a heartbeat.
 type agentMsg struct {
 	Node string `json:"node,omitempty"`

@@ -59,16 +59,22 @@ func NewServer(node string, heartbeat time.Duration, log logr.Logger) *Server {
 }
 
 // SetProgrammed records what is programmed for a Service (nil: nothing,
-// the Service is gone) and tells the managers.
+// the Service is gone) and tells the managers, only when it changed: the
+// agent calls it on every endpoint change, and each message costs every
+// manager an announcer reconcile of the Service.
 func (s *Server) SetProgrammed(key string, p *Programmed) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	old, had := s.programmed[key]
 	if p == nil {
-		if _, ok := s.programmed[key]; !ok {
+		if !had {
 			return
 		}
 		delete(s.programmed, key)
 	} else {
+		if had && old.equal(*p) {
+			return
+		}
 		s.programmed[key] = *p
 	}
 	for c := range s.conns {

@@ -450,6 +450,11 @@ func (t *Tracker) apply(ctx context.Context, n *nodeState, m *agentMsg) ([]strin
 	}
 	var keys []string
 	for k, v := range m.Set {
+		// An agent may resend what it sent before (older agents did on
+		// every endpoint change): nothing changed, nothing to reconcile.
+		if old, ok := n.programmed[k]; ok && old.equal(v) {
+			continue
+		}
 		n.programmed[k] = v
 		keys = append(keys, k)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/eiplb/eiplb/pkg/bgp"
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 )
 
 // ExcludeLabel on a Node keeps it from being a next hop.
@@ -44,7 +44,7 @@ type Advertisement struct {
 	Name         string
 	PoolSelector labels.Selector // nil: every pool
 	NodeSelector labels.Selector // nil: every node
-	Attrs        bgp.Attributes
+	Attrs        route.Attributes
 	// Peers are the addresses of the peers the paths may go to, resolved
 	// from the advertisement's peer selector; nil: every peer.
 	Peers []netip.Addr
@@ -72,7 +72,7 @@ const BandwidthPerEndpoint = 1e6
 
 // Result is the desired announcement of one Service.
 type Result struct {
-	Paths []bgp.Path
+	Paths []route.Path
 	// NextHops are the node names used, sorted.
 	NextHops []string
 	// Reason is ReasonAnnounced or why there is no path.
@@ -104,7 +104,7 @@ func Desired(svc Service, nodes []Node, advs []Advertisement, eligible Eligible)
 		if eligible != nil && !eligible(n.Name, svc) {
 			continue
 		}
-		var nodePaths []bgp.Path
+		var nodePaths []route.Path
 		for _, a := range svc.Addrs {
 			nh, ok := nextHop(n, a.Is4())
 			if !ok {
@@ -122,8 +122,8 @@ func Desired(svc Service, nodes []Node, advs []Advertisement, eligible Eligible)
 				continue
 			}
 			// Addresses aggregated into one prefix make one path.
-			if !slices.ContainsFunc(nodePaths, func(p bgp.Path) bool { return p.Prefix == prefix }) {
-				nodePaths = append(nodePaths, bgp.Path{Prefix: prefix, NextHop: nh, Attrs: adv.Attrs, Peers: adv.Peers})
+			if !slices.ContainsFunc(nodePaths, func(p route.Path) bool { return p.Prefix == prefix }) {
+				nodePaths = append(nodePaths, route.Path{Prefix: prefix, NextHop: nh, Attrs: adv.Attrs, Peers: adv.Peers})
 			}
 		}
 		if len(nodePaths) == 0 {
@@ -151,7 +151,7 @@ func Desired(svc Service, nodes []Node, advs []Advertisement, eligible Eligible)
 		res.Reason = ReasonNoEligibleNode
 	}
 	slices.Sort(res.NextHops)
-	slices.SortFunc(res.Paths, func(a, b bgp.Path) int {
+	slices.SortFunc(res.Paths, func(a, b route.Path) int {
 		return cmp.Or(a.Prefix.Addr().Compare(b.Prefix.Addr()), a.NextHop.Compare(b.NextHop))
 	})
 	return res

@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/eiplb/eiplb/pkg/bgp"
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 )
 
 const svcKey = "default/web"
@@ -58,9 +58,9 @@ const (
 	commC = 65000<<16 | 3
 )
 
-var defaultAttrs = bgp.Attributes{
+var defaultAttrs = route.Attributes{
 	Communities:      []uint32{commA},
-	LargeCommunities: []bgp.LargeCommunity{{Global: 65000, Local1: 1, Local2: 2}},
+	LargeCommunities: []route.LargeCommunity{{Global: 65000, Local1: 1, Local2: 2}},
 	LocalPref:        150,
 }
 
@@ -68,25 +68,25 @@ func defaultAdv() Advertisement {
 	return Advertisement{Name: "default", Attrs: defaultAttrs}
 }
 
-func path(prefix, nh string, attrs bgp.Attributes) bgp.Path {
-	return bgp.Path{Prefix: netip.MustParsePrefix(prefix), NextHop: netip.MustParseAddr(nh), Attrs: attrs}
+func path(prefix, nh string, attrs route.Attributes) route.Path {
+	return route.Path{Prefix: netip.MustParsePrefix(prefix), NextHop: netip.MustParseAddr(nh), Attrs: attrs}
 }
 
-func withBW(a bgp.Attributes, bw float32) bgp.Attributes {
+func withBW(a route.Attributes, bw float32) route.Attributes {
 	a.LinkBandwidth = bw
 	return a
 }
 
-func attrsEqual(a, b bgp.Attributes) bool {
+func attrsEqual(a, b route.Attributes) bool {
 	return a.LocalPref == b.LocalPref && a.LinkBandwidth == b.LinkBandwidth &&
 		slices.Equal(a.Communities, b.Communities) && slices.Equal(a.LargeCommunities, b.LargeCommunities)
 }
 
-func pathEqual(a, b bgp.Path) bool {
+func pathEqual(a, b route.Path) bool {
 	return a.Prefix == b.Prefix && a.NextHop == b.NextHop && attrsEqual(a.Attrs, b.Attrs)
 }
 
-func fmtPaths(ps []bgp.Path) string {
+func fmtPaths(ps []route.Path) string {
 	var sb strings.Builder
 	for _, p := range ps {
 		fmt.Fprintf(&sb, "\n\t%s via %s %+v", p.Prefix, p.NextHop, p.Attrs)
@@ -145,7 +145,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{defaultAdv()},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.10/32", "10.0.0.1", defaultAttrs),
 					path("192.0.2.10/32", "10.0.0.2", defaultAttrs),
 					path("192.0.2.10/32", "10.0.0.3", defaultAttrs),
@@ -163,7 +163,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{defaultAdv()},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("2001:db8::10/128", "fd00::1", defaultAttrs),
 					path("2001:db8::10/128", "fd00::2", defaultAttrs),
 				},
@@ -177,7 +177,7 @@ func TestDesired(t *testing.T) {
 			nodes: []Node{node("good", "10.0.0.1"), func() Node { n := node("bad", "10.0.0.2"); n.Ready = false; return n }()},
 			advs:  []Advertisement{defaultAdv()},
 			want: Result{
-				Paths:    []bgp.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
+				Paths:    []route.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
 				NextHops: []string{"good"},
 				Reason:   ReasonAnnounced,
 			},
@@ -188,7 +188,7 @@ func TestDesired(t *testing.T) {
 			nodes: []Node{func() Node { n := node("bad", "10.0.0.2"); n.Unschedulable = true; return n }(), node("good", "10.0.0.1")},
 			advs:  []Advertisement{defaultAdv()},
 			want: Result{
-				Paths:    []bgp.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
+				Paths:    []route.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
 				NextHops: []string{"good"},
 				Reason:   ReasonAnnounced,
 			},
@@ -203,7 +203,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{defaultAdv()},
 			want: Result{
-				Paths:    []bgp.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
+				Paths:    []route.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
 				NextHops: []string{"good"},
 				Reason:   ReasonAnnounced,
 			},
@@ -218,7 +218,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{onlyBGPNodes},
 			want: Result{
-				Paths:    []bgp.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
+				Paths:    []route.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
 				NextHops: []string{"good"},
 				Reason:   ReasonAnnounced,
 			},
@@ -230,7 +230,7 @@ func TestDesired(t *testing.T) {
 			advs:     []Advertisement{defaultAdv()},
 			eligible: allowAllBut("refused"),
 			want: Result{
-				Paths:    []bgp.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
+				Paths:    []route.Path{path("192.0.2.10/32", "10.0.0.1", defaultAttrs)},
 				NextHops: []string{"good"},
 				Reason:   ReasonAnnounced,
 			},
@@ -276,7 +276,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{defaultAdv()},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.10/32", "10.0.0.1", withBW(defaultAttrs, 3*BandwidthPerEndpoint)),
 					path("192.0.2.10/32", "10.0.0.3", withBW(defaultAttrs, 1*BandwidthPerEndpoint)),
 				},
@@ -292,7 +292,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{{Name: "x", Attrs: withBW(defaultAttrs, 42)}},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.10/32", "10.0.0.1", withBW(defaultAttrs, 2*BandwidthPerEndpoint)),
 					path("2001:db8::10/128", "fd00::1", withBW(defaultAttrs, 2*BandwidthPerEndpoint)),
 				},
@@ -312,7 +312,7 @@ func TestDesired(t *testing.T) {
 			advs:     []Advertisement{defaultAdv()},
 			eligible: allowAllBut("refused"),
 			want: Result{
-				Paths:    []bgp.Path{path("192.0.2.10/32", "10.0.0.4", withBW(defaultAttrs, 4*BandwidthPerEndpoint))},
+				Paths:    []route.Path{path("192.0.2.10/32", "10.0.0.4", withBW(defaultAttrs, 4*BandwidthPerEndpoint))},
 				NextHops: []string{"good"},
 				Reason:   ReasonAnnounced,
 			},
@@ -372,7 +372,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{agg},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.0/24", "10.0.0.1", defaultAttrs),
 					path("2001:db8:1:2::/64", "fd00::1", defaultAttrs),
 				},
@@ -388,7 +388,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{defaultAdv()},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.77/32", "10.0.0.1", defaultAttrs),
 					path("2001:db8:1:2::5/128", "fd00::1", defaultAttrs),
 				},
@@ -407,7 +407,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{defaultAdv()},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.10/32", "10.0.0.1", defaultAttrs),
 					path("192.0.2.10/32", "10.0.0.2", defaultAttrs),
 					path("2001:db8::10/128", "fd00::2", defaultAttrs),
@@ -426,7 +426,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{defaultAdv()},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.10/32", "10.0.0.1", defaultAttrs),
 					path("192.0.2.10/32", "10.0.0.2", defaultAttrs),
 				},
@@ -457,7 +457,7 @@ func TestDesired(t *testing.T) {
 			},
 			advs: []Advertisement{defaultAdv()},
 			want: Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.9/32", "10.0.0.9", defaultAttrs),
 					path("192.0.2.9/32", "10.0.0.10", defaultAttrs),
 					path("192.0.2.9/32", "10.0.0.100", defaultAttrs),
@@ -519,22 +519,22 @@ func TestDesiredLowestNamedAdvertisementWins(t *testing.T) {
 		{ // Lowest name, but does not select the pool.
 			Name:         "a-private",
 			PoolSelector: private,
-			Attrs:        bgp.Attributes{Communities: []uint32{commC}, LocalPref: 300},
+			Attrs:        route.Attributes{Communities: []uint32{commC}, LocalPref: 300},
 		},
 		{ // Lowest name that selects the pool: wins.
 			Name:         "b-public",
 			PoolSelector: public,
 			NodeSelector: labels.SelectorFromSet(labels.Set{"zone": "a"}),
-			Attrs:        bgp.Attributes{Communities: []uint32{commA, commB}, LocalPref: 200},
+			Attrs:        route.Attributes{Communities: []uint32{commA, commB}, LocalPref: 200},
 		},
 		{ // Selects every pool, higher name.
 			Name:  "c-all",
-			Attrs: bgp.Attributes{Communities: []uint32{commC}, LocalPref: 100},
+			Attrs: route.Attributes{Communities: []uint32{commC}, LocalPref: 100},
 		},
 		{
 			Name:          "d-public",
 			PoolSelector:  public,
-			Attrs:         bgp.Attributes{Communities: []uint32{commB}, LocalPref: 50},
+			Attrs:         route.Attributes{Communities: []uint32{commB}, LocalPref: 50},
 			AggregationV4: 24,
 		},
 	}
@@ -542,10 +542,10 @@ func TestDesiredLowestNamedAdvertisementWins(t *testing.T) {
 		withLabels(node("za", "10.0.0.1"), "zone", "a"),
 		withLabels(node("zb", "10.0.0.2"), "zone", "b"),
 	}
-	wantAttrs := bgp.Attributes{Communities: []uint32{commA, commB}, LocalPref: 200}
+	wantAttrs := route.Attributes{Communities: []uint32{commA, commB}, LocalPref: 200}
 	want := Result{
 		// b-public's NodeSelector and (absent) aggregation apply too.
-		Paths:    []bgp.Path{path("192.0.2.10/32", "10.0.0.1", wantAttrs)},
+		Paths:    []route.Path{path("192.0.2.10/32", "10.0.0.1", wantAttrs)},
 		NextHops: []string{"za"},
 		Reason:   ReasonAnnounced,
 	}
@@ -567,7 +567,7 @@ func TestDesiredLowestNamedAdvertisementWins(t *testing.T) {
 		svc := clusterSvc("192.0.2.10")
 		svc.PoolLabels = map[string]string{"pool": "private"}
 		want := Result{
-			Paths: []bgp.Path{
+			Paths: []route.Path{
 				path("192.0.2.10/32", "10.0.0.1", advs[0].Attrs),
 				path("192.0.2.10/32", "10.0.0.2", advs[0].Attrs),
 			},
@@ -580,7 +580,7 @@ func TestDesiredLowestNamedAdvertisementWins(t *testing.T) {
 		svc := clusterSvc("192.0.2.10")
 		svc.PoolLabels = map[string]string{"pool": "lab"}
 		want := Result{
-			Paths: []bgp.Path{
+			Paths: []route.Path{
 				path("192.0.2.10/32", "10.0.0.1", advs[2].Attrs),
 				path("192.0.2.10/32", "10.0.0.2", advs[2].Attrs),
 			},
@@ -604,14 +604,14 @@ func TestDesiredDeterministic(t *testing.T) {
 	eps := map[string]int{"n1": 1, "n2": 2, "n3": 3, "n4": 4}
 	for _, local := range []bool{false, true} {
 		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) {
-			bw := func(n int) bgp.Attributes {
+			bw := func(n int) route.Attributes {
 				if !local {
 					return defaultAttrs
 				}
 				return withBW(defaultAttrs, float32(n)*BandwidthPerEndpoint)
 			}
 			want := Result{
-				Paths: []bgp.Path{
+				Paths: []route.Path{
 					path("192.0.2.3/32", "10.0.0.1", bw(1)),
 					path("192.0.2.3/32", "10.0.0.2", bw(2)),
 					path("192.0.2.3/32", "10.0.0.3", bw(3)),
@@ -692,7 +692,7 @@ func TestDesiredAggregatesToOnePath(t *testing.T) {
 	svc := Service{Key: "ns/a", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}}
 	nodes := []Node{{Name: "n1", Ready: true, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}}
 	res := Desired(svc, nodes, []Advertisement{{Name: "a", AggregationV4: 24}}, nil)
-	want := []bgp.Path{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), NextHop: netip.MustParseAddr("10.0.0.1")}}
+	want := []route.Path{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), NextHop: netip.MustParseAddr("10.0.0.1")}}
 	if !reflect.DeepEqual(res.Paths, want) || res.Reason != ReasonAnnounced {
 		t.Fatalf("got %+v, want one path %+v", res, want)
 	}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	api "github.com/osrg/gobgp/v4/api"
+
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 )
 
 // BenchmarkSentTo: counting the paths sent to one peer at 10,000 Services
@@ -21,7 +23,7 @@ func BenchmarkSentTo(b *testing.B) {
 			s.sent[pathKey{prefix, netip.AddrFrom4([4]byte{192, 168, 100, byte(11 + n)})}] = &sentPath{id: s.allocID(prefix)}
 		}
 	}
-	p := Peer{Address: netip.MustParseAddr("192.168.100.1")}
+	p := route.Peer{Address: netip.MustParseAddr("192.168.100.1")}
 	for _, c := range []struct {
 		name string
 		n    negotiated

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/eiplb/eiplb/pkg/bgp/bgptest"
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 )
 
 // TestSetPeersDuplicateAddress: of two peers with one address the first
@@ -14,8 +15,8 @@ import (
 func TestSetPeersDuplicateAddress(t *testing.T) {
 	s, r1, r2, one, two := twoRouters(t)
 	ctx := context.Background()
-	must(t, s.SetPeers(ctx, []Peer{routerPeer(one, r1.Port, 16)}))
-	must(t, s.SetPaths("a", []Path{p("192.0.2.1/32", "192.168.100.11")}))
+	must(t, s.SetPeers(ctx, []route.Peer{routerPeer(one, r1.Port, 16)}))
+	must(t, s.SetPaths("a", []route.Path{p("192.0.2.1/32", "192.168.100.11")}))
 	r1.WaitExactly(t, bgptest.IPv4, "192.0.2.1/32 via 192.168.100.11 id=1")
 	before := r1.Session(t)
 	if before.State != "ESTABLISHED" {
@@ -24,7 +25,7 @@ func TestSetPeersDuplicateAddress(t *testing.T) {
 
 	dup := routerPeer(one, r1.Port, 16)
 	dup.ASN = 65099
-	if err := s.SetPeers(ctx, []Peer{routerPeer(one, r1.Port, 16), dup, routerPeer(two, r2.Port, 16)}); err == nil {
+	if err := s.SetPeers(ctx, []route.Peer{routerPeer(one, r1.Port, 16), dup, routerPeer(two, r2.Port, 16)}); err == nil {
 		t.Error("SetPeers took two peers with one address without an error")
 	}
 	// The other peer was added all the same.

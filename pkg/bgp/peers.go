@@ -10,17 +10,19 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
+
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 )
 
 // SetPeers makes peers the complete set of sessions. A peer whose settings
 // changed is re-created (its session restarts); the others are untouched.
 // There is one session per address: of several peers with one address the
 // first counts, and the others are an error.
-func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
+func (s *Speaker) SetPeers(ctx context.Context, peers []route.Peer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	want := make(map[netip.Addr]Peer, len(peers))
+	want := make(map[netip.Addr]route.Peer, len(peers))
 	for _, p := range peers {
 		if _, dup := want[p.Address]; dup {
 			errs = append(errs, fmt.Errorf("peer %s: another peer has that address", p))
@@ -73,7 +75,7 @@ func (s *Speaker) GracefulRestart() bool {
 	return false
 }
 
-func peerEqual(a, b Peer) bool {
+func peerEqual(a, b route.Peer) bool {
 	if (a.BFD == nil) != (b.BFD == nil) || (a.BFD != nil && *a.BFD != *b.BFD) {
 		return false
 	}
@@ -82,7 +84,7 @@ func peerEqual(a, b Peer) bool {
 }
 
 // toAPIPeer is p for GoBGP, with BFD (if p has it) only when bfd is set.
-func toAPIPeer(p Peer, bfd bool) *api.Peer {
+func toAPIPeer(p route.Peer, bfd bool) *api.Peer {
 	out := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
@@ -151,11 +153,11 @@ func toAPIPeer(p Peer, bfd bool) *api.Peer {
 // GoBGP gives, but GoBGP takes it by running every path through the export
 // policies inside its main loop, which meanwhile takes no path change:
 // about half a second at 10,000 Services, which delayed announcements.
-func (s *Speaker) PeerStates(ctx context.Context) ([]PeerState, error) {
-	var out []PeerState
+func (s *Speaker) PeerStates(ctx context.Context) ([]route.PeerState, error) {
+	var out []route.PeerState
 	neg := map[netip.Addr]negotiated{}
 	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		st := PeerState{State: "Unknown"}
+		st := route.PeerState{State: "Unknown"}
 		if p.Conf != nil {
 			st.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
 		}
@@ -196,7 +198,7 @@ func (s *Speaker) PeerStates(ctx context.Context) ([]PeerState, error) {
 			st.PrefixesSent = s.sentTo(p, neg[st.Address])
 		}
 	}
-	slices.SortFunc(out, func(a, b PeerState) int { return a.Address.Compare(b.Address) })
+	slices.SortFunc(out, func(a, b route.PeerState) int { return a.Address.Compare(b.Address) })
 	return out, nil
 }
 
@@ -253,7 +255,7 @@ func unicastFamily(f *api.Family) (int, bool) {
 
 // sentTo counts the paths the table sends to p (see PeerStates). Called
 // with s.mu held. s.ids has each prefix's paths in s.sent.
-func (s *Speaker) sentTo(p Peer, n negotiated) uint64 {
+func (s *Speaker) sentTo(p route.Peer, n negotiated) uint64 {
 	var denied map[netip.Prefix]bool
 	if f := s.filters[p.Address]; f != nil {
 		denied = f.denied

@@ -17,6 +17,8 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 )
 
 // Config of a speaker.
@@ -38,9 +40,9 @@ type Speaker struct {
 	log logr.Logger
 
 	mu      sync.Mutex
-	peers   map[netip.Addr]Peer
-	owners  map[string][]Path                               // owner → its desired paths
-	contrib map[pathKey]map[string]Attributes               // key → owner → attributes
+	peers   map[netip.Addr]route.Peer
+	owners  map[string][]route.Path                         // owner → its desired paths
+	contrib map[pathKey]map[string]route.Attributes         // key → owner → attributes
 	hops    map[netip.Prefix]map[netip.Addr]struct{}        // prefix → next hops in contrib
 	sent    map[pathKey]*sentPath                           // what GoBGP holds
 	ids     map[netip.Prefix]map[uint32]struct{}            // ADD-PATH ids in use per prefix
@@ -62,7 +64,7 @@ type pathKey struct {
 type sentPath struct {
 	id    uint32
 	uuid  uuid.UUID
-	attrs Attributes
+	attrs route.Attributes
 }
 
 // New starts a speaker. Stop it with Stop.
@@ -93,10 +95,10 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 	}
 	s := &Speaker{
 		srv: srv, log: cfg.Logger,
-		peers:   map[netip.Addr]Peer{},
+		peers:   map[netip.Addr]route.Peer{},
 		bfdOn:   map[netip.Addr]bool{},
-		owners:  map[string][]Path{},
-		contrib: map[pathKey]map[string]Attributes{},
+		owners:  map[string][]route.Path{},
+		contrib: map[pathKey]map[string]route.Attributes{},
 		hops:    map[netip.Prefix]map[netip.Addr]struct{}{},
 		sent:    map[pathKey]*sentPath{},
 		ids:     map[netip.Prefix]map[uint32]struct{}{},
@@ -147,7 +149,7 @@ func (s *Speaker) OnUpdate(fn func(added, withdrawn, total int, at time.Time)) {
 // attributes merged (communities united, link bandwidth summed, the highest
 // local preference). Only the difference from what is announced is sent;
 // changed attributes replace a path in place, without a withdrawal.
-func (s *Speaker) SetPaths(owner string, paths []Path) error {
+func (s *Speaker) SetPaths(owner string, paths []route.Path) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	affected := map[pathKey]struct{}{}
@@ -165,14 +167,14 @@ func (s *Speaker) SetPaths(owner string, paths []Path) error {
 		k := pathKey{p.Prefix.Masked(), p.NextHop}
 		affected[k] = struct{}{}
 		if s.contrib[k] == nil {
-			s.contrib[k] = map[string]Attributes{}
+			s.contrib[k] = map[string]route.Attributes{}
 			if s.hops[k.prefix] == nil {
 				s.hops[k.prefix] = map[netip.Addr]struct{}{}
 			}
 			s.hops[k.prefix][k.nextHop] = struct{}{}
 		}
 		if old, dup := s.contrib[k][owner]; dup {
-			s.contrib[k][owner] = merge([]Attributes{old, p.Attrs})
+			s.contrib[k][owner] = merge([]route.Attributes{old, p.Attrs})
 		} else {
 			s.contrib[k][owner] = p.Attrs
 		}
@@ -196,9 +198,14 @@ func (s *Speaker) SetPaths(owner string, paths []Path) error {
 	return errors.Join(err, ferr)
 }
 
-// apply brings GoBGP in line with contrib for the given keys.
+// apply brings GoBGP in line with contrib for the given keys. s.sent
+// records a path only once GoBGP holds it, so a retry after any failure
+// sends what is still missing; a path that can't be encoded is reported and
+// skipped, never keeping the others (withdrawals included) from being sent.
 func (s *Speaker) apply(keys []pathKey) error {
+	var errs []error
 	var add []*apiutil.Path
+	var adds []sentPath // what add[i] will be once GoBGP holds it
 	var addKeys []pathKey
 	var del []uuid.UUID
 	var delKeys []pathKey
@@ -218,7 +225,7 @@ func (s *Speaker) apply(keys []pathKey) error {
 			continue
 		}
 		attrs := mergeOwners(owners)
-		if cur != nil && cur.attrs.equal(attrs) {
+		if cur != nil && cur.attrs.Equal(attrs) {
 			continue
 		}
 		id := uint32(0)
@@ -232,16 +239,13 @@ func (s *Speaker) apply(keys []pathKey) error {
 			if cur == nil {
 				s.releaseID(k.prefix, id)
 			}
-			return err
-		}
-		s.sent[k] = &sentPath{id: id, attrs: attrs, uuid: uuid.Nil}
-		if cur != nil {
-			s.sent[k].uuid = cur.uuid
+			errs = append(errs, err)
+			continue
 		}
 		add = append(add, p)
+		adds = append(adds, sentPath{id: id, attrs: attrs})
 		addKeys = append(addKeys, k)
 	}
-	var errs []error
 	if len(del) > 0 {
 		if err := s.srv.DeletePath(apiutil.DeletePathRequest{UUIDs: del}); err != nil {
 			errs = append(errs, fmt.Errorf("withdrawing %d paths: %w", len(del), err))
@@ -259,15 +263,19 @@ func (s *Speaker) apply(keys []pathKey) error {
 		}
 		for i, k := range addKeys {
 			if i < len(resps) && resps[i].Error == nil {
-				s.sent[k].uuid = resps[i].UUID
+				sent := adds[i]
+				sent.uuid = resps[i].UUID
+				s.sent[k] = &sent
 				continue
 			}
-			// Not held by GoBGP: forget it so that a retry sends it again.
-			if s.sent[k].uuid == uuid.Nil {
-				s.releaseID(k.prefix, s.sent[k].id)
-				delete(s.sent, k)
-			} else {
-				s.sent[k].attrs = Attributes{LocalPref: ^uint32(0)} // force a resend
+			if i < len(resps) && err == nil {
+				errs = append(errs, fmt.Errorf("announcing %s via %s: %w", k.prefix, k.nextHop, resps[i].Error))
+			}
+			// Not held by GoBGP: a new path's id is free again; a changed
+			// one stays recorded with the attributes GoBGP still holds, so
+			// a retry sends it again.
+			if s.sent[k] == nil {
+				s.releaseID(k.prefix, adds[i].id)
 			}
 		}
 	}
@@ -300,19 +308,19 @@ func (s *Speaker) releaseID(p netip.Prefix, id uint32) {
 	}
 }
 
-func mergeOwners(m map[string]Attributes) Attributes {
-	all := make([]Attributes, 0, len(m))
+func mergeOwners(m map[string]route.Attributes) route.Attributes {
+	all := make([]route.Attributes, 0, len(m))
 	for _, a := range m {
 		all = append(all, a)
 	}
 	return merge(all)
 }
 
-func merge(all []Attributes) Attributes {
+func merge(all []route.Attributes) route.Attributes {
 	if len(all) == 1 {
 		return all[0]
 	}
-	var out Attributes
+	var out route.Attributes
 	for _, a := range all {
 		out.Communities = append(out.Communities, a.Communities...)
 		out.LargeCommunities = append(out.LargeCommunities, a.LargeCommunities...)
@@ -321,14 +329,14 @@ func merge(all []Attributes) Attributes {
 	}
 	slices.Sort(out.Communities)
 	out.Communities = slices.Compact(out.Communities)
-	slices.SortFunc(out.LargeCommunities, func(a, b LargeCommunity) int {
+	slices.SortFunc(out.LargeCommunities, func(a, b route.LargeCommunity) int {
 		return cmp.Or(cmp.Compare(a.Global, b.Global), cmp.Compare(a.Local1, b.Local1), cmp.Compare(a.Local2, b.Local2))
 	})
 	out.LargeCommunities = slices.Compact(out.LargeCommunities)
 	return out
 }
 
-func toGoBGP(k pathKey, id uint32, a Attributes) (*apiutil.Path, error) {
+func toGoBGP(k pathKey, id uint32, a route.Attributes) (*apiutil.Path, error) {
 	nlri, err := bgp.NewIPAddrPrefix(k.prefix)
 	if err != nil {
 		return nil, fmt.Errorf("prefix %s: %w", k.prefix, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/eiplb/eiplb/pkg/bgp/bgptest"
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 	api "github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"go.uber.org/goleak"
@@ -50,7 +51,7 @@ func startSpeaker(t *testing.T, r *receiver) *Speaker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.SetPeers(ctx, []Peer{{
+	err = s.SetPeers(ctx, []route.Peer{{
 		Address: netip.MustParseAddr("127.0.0.1"), Port: uint16(r.Port), ASN: 65000, LocalASN: 65001,
 		ConnectTime: time.Second, AddPathSendMax: 16, IPv4: true, IPv6: true,
 	}})
@@ -70,8 +71,8 @@ func startSpeaker(t *testing.T, r *receiver) *Speaker {
 	}
 }
 
-func p(prefix, nh string, attrs ...Attributes) Path {
-	out := Path{Prefix: netip.MustParsePrefix(prefix), NextHop: netip.MustParseAddr(nh)}
+func p(prefix, nh string, attrs ...route.Attributes) route.Path {
+	out := route.Path{Prefix: netip.MustParsePrefix(prefix), NextHop: netip.MustParseAddr(nh)}
 	if len(attrs) > 0 {
 		out.Attrs = attrs[0]
 	}
@@ -85,20 +86,20 @@ func TestSpeakerPathsAgainstGoBGP(t *testing.T) {
 	defer s.Stop(context.Background())
 
 	// One EIP, three node next hops: three paths, distinct ADD-PATH ids.
-	must(t, s.SetPaths("ns/a", []Path{p("192.0.2.1/32", "192.168.100.11"), p("192.0.2.1/32", "192.168.100.12"), p("192.0.2.1/32", "192.168.100.13")}))
+	must(t, s.SetPaths("ns/a", []route.Path{p("192.0.2.1/32", "192.168.100.11"), p("192.0.2.1/32", "192.168.100.12"), p("192.0.2.1/32", "192.168.100.13")}))
 	waitReceived(t, r, bgp.RF_IPv4_UC,
 		"192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.1/32 via 192.168.100.12 id=2", "192.0.2.1/32 via 192.168.100.13 id=3")
 
 	// A node leaves: only its path is withdrawn; the others keep their ids.
-	must(t, s.SetPaths("ns/a", []Path{p("192.0.2.1/32", "192.168.100.11"), p("192.0.2.1/32", "192.168.100.13")}))
+	must(t, s.SetPaths("ns/a", []route.Path{p("192.0.2.1/32", "192.168.100.11"), p("192.0.2.1/32", "192.168.100.13")}))
 	waitReceived(t, r, bgp.RF_IPv4_UC, "192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.1/32 via 192.168.100.13 id=3")
 
 	// A returning node gets an id of its own (GoBGP picks the one on the
 	// wire); weights and communities change in place, keeping ids 1 and 3.
-	must(t, s.SetPaths("ns/a", []Path{
-		p("192.0.2.1/32", "192.168.100.11", Attributes{LinkBandwidth: 3e6}),
-		p("192.0.2.1/32", "192.168.100.12", Attributes{LinkBandwidth: 1e6}),
-		p("192.0.2.1/32", "192.168.100.13", Attributes{LinkBandwidth: 1e6, Communities: []uint32{65000<<16 | 100}}),
+	must(t, s.SetPaths("ns/a", []route.Path{
+		p("192.0.2.1/32", "192.168.100.11", route.Attributes{LinkBandwidth: 3e6}),
+		p("192.0.2.1/32", "192.168.100.12", route.Attributes{LinkBandwidth: 1e6}),
+		p("192.0.2.1/32", "192.168.100.13", route.Attributes{LinkBandwidth: 1e6, Communities: []uint32{65000<<16 | 100}}),
 	}))
 	eventuallyRcv(t, func() string {
 		got := r.received(t, bgp.RF_IPv4_UC)
@@ -114,7 +115,7 @@ func TestSpeakerPathsAgainstGoBGP(t *testing.T) {
 
 	// Two owners of one address (sharing): announced once, withdrawn only
 	// when the last owner goes.
-	must(t, s.SetPaths("ns/b", []Path{p("192.0.2.1/32", "192.168.100.11", Attributes{LinkBandwidth: 1e6})}))
+	must(t, s.SetPaths("ns/b", []route.Path{p("192.0.2.1/32", "192.168.100.11", route.Attributes{LinkBandwidth: 1e6})}))
 	waitReceived(t, r, bgp.RF_IPv4_UC,
 		"192.0.2.1/32 via 192.168.100.11 id=1 bw=4e+06",
 		returning,
@@ -125,7 +126,7 @@ func TestSpeakerPathsAgainstGoBGP(t *testing.T) {
 	waitReceived(t, r, bgp.RF_IPv4_UC)
 
 	// IPv6.
-	must(t, s.SetPaths("ns/c", []Path{p("2001:db8::1/128", "fd00:100::11"), p("2001:db8::1/128", "fd00:100::12")}))
+	must(t, s.SetPaths("ns/c", []route.Path{p("2001:db8::1/128", "fd00:100::11"), p("2001:db8::1/128", "fd00:100::12")}))
 	waitReceived(t, r, bgp.RF_IPv6_UC, "2001:db8::1/128 via fd00:100::11 id=1", "2001:db8::1/128 via fd00:100::12 id=2")
 	must(t, s.SetPaths("ns/c", nil))
 	waitReceived(t, r, bgp.RF_IPv6_UC)
@@ -141,7 +142,7 @@ func TestSpeakerSendsOnlyDifference(t *testing.T) {
 	defer s.Stop(ctx)
 	var adds, dels int
 	s.OnUpdate(func(a, d, _ int, _ time.Time) { adds += a; dels += d })
-	paths := []Path{p("192.0.2.9/32", "192.168.100.11"), p("192.0.2.9/32", "192.168.100.12")}
+	paths := []route.Path{p("192.0.2.9/32", "192.168.100.11"), p("192.0.2.9/32", "192.168.100.12")}
 	must(t, s.SetPaths("x", paths))
 	must(t, s.SetPaths("x", paths))
 	must(t, s.SetPaths("x", slices.Clone(paths)))
@@ -153,32 +154,10 @@ func TestSpeakerSendsOnlyDifference(t *testing.T) {
 		t.Fatalf("adds %d dels %d, want 2 and 1", adds, dels)
 	}
 	// Other owners are never touched by one owner's change.
-	must(t, s.SetPaths("y", []Path{p("192.0.2.10/32", "192.168.100.11")}))
+	must(t, s.SetPaths("y", []route.Path{p("192.0.2.10/32", "192.168.100.11")}))
 	must(t, s.SetPaths("x", nil))
 	if adds != 3 || dels != 2 {
 		t.Fatalf("adds %d dels %d, want 3 and 2", adds, dels)
-	}
-}
-
-func TestParseCommunities(t *testing.T) {
-	for in, want := range map[string]uint32{"65000:100": 65000<<16 | 100, "0:0": 0, "no-export": 0xFFFFFF01, "blackhole": 0xFFFF029A} {
-		got, err := ParseCommunity(in)
-		if err != nil || got != want {
-			t.Errorf("ParseCommunity(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"65536:1", "1:65536", "x:1", "100", ""} {
-		if _, err := ParseCommunity(bad); err == nil {
-			t.Errorf("ParseCommunity(%q) accepted", bad)
-		}
-	}
-	if l, err := ParseLargeCommunity("4200000000:1:2"); err != nil || l != (LargeCommunity{4200000000, 1, 2}) {
-		t.Errorf("ParseLargeCommunity = %v, %v", l, err)
-	}
-	for _, bad := range []string{"1:2", "4294967296:1:1", "a:b:c"} {
-		if _, err := ParseLargeCommunity(bad); err == nil {
-			t.Errorf("ParseLargeCommunity(%q) accepted", bad)
-		}
 	}
 }
 
@@ -218,8 +197,8 @@ func twoRouters(t *testing.T) (s *Speaker, r1, r2 *bgptest.Receiver, one, two ne
 }
 
 // routerPeer is a receiver as the speaker's peer, with both families.
-func routerPeer(a netip.Addr, port int, addPath uint8) Peer {
-	return Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, AddPathSendMax: addPath, IPv4: true, IPv6: true}
+func routerPeer(a netip.Addr, port int, addPath uint8) route.Peer {
+	return route.Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, AddPathSendMax: addPath, IPv4: true, IPv6: true}
 }
 
 // TestSpeakerPeerRestriction: a prefix restricted to some peers reaches only
@@ -227,14 +206,14 @@ func routerPeer(a netip.Addr, port int, addPath uint8) Peer {
 func TestSpeakerPeerRestriction(t *testing.T) {
 	s, r1, r2, one, two := twoRouters(t)
 	ctx := context.Background()
-	must(t, s.SetPeers(ctx, []Peer{routerPeer(one, r1.Port, 16), routerPeer(two, r2.Port, 16)}))
-	restricted := func(to ...netip.Addr) []Path {
+	must(t, s.SetPeers(ctx, []route.Peer{routerPeer(one, r1.Port, 16), routerPeer(two, r2.Port, 16)}))
+	restricted := func(to ...netip.Addr) []route.Path {
 		a := p("192.0.2.1/32", "192.168.100.11")
 		a.Peers = to
-		return []Path{a}
+		return []route.Path{a}
 	}
 	must(t, s.SetPaths("a", restricted(two)))
-	must(t, s.SetPaths("b", []Path{p("192.0.2.2/32", "192.168.100.11")}))
+	must(t, s.SetPaths("b", []route.Path{p("192.0.2.2/32", "192.168.100.11")}))
 	r1.WaitExactly(t, bgptest.IPv4, "192.0.2.2/32 via 192.168.100.11 id=1")
 	r2.WaitExactly(t, bgptest.IPv4, "192.0.2.1/32 via 192.168.100.11 id=1", "192.0.2.2/32 via 192.168.100.11 id=1")
 
@@ -264,11 +243,11 @@ func TestSpeakerBFDStartsOnceEstablished(t *testing.T) {
 	must(t, err)
 	defer s.Stop(ctx)
 	up, down := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.3")
-	peer := func(a netip.Addr, port int) Peer {
-		return Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, IPv4: true,
-			BFD: &BFD{MinTx: 300 * time.Millisecond, MinRx: 300 * time.Millisecond, Multiplier: 3}}
+	peer := func(a netip.Addr, port int) route.Peer {
+		return route.Peer{Address: a, Port: uint16(port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, IPv4: true,
+			BFD: &route.BFD{MinTx: 300 * time.Millisecond, MinRx: 300 * time.Millisecond, Multiplier: 3}}
 	}
-	must(t, s.SetPeers(ctx, []Peer{peer(up, r.Port), peer(down, closedPort)}))
+	must(t, s.SetPeers(ctx, []route.Peer{peer(up, r.Port), peer(down, closedPort)}))
 
 	type gobgpPeer struct {
 		bfd   bool
@@ -323,8 +302,8 @@ func TestSpeakerBFDFollowsSession(t *testing.T) {
 	must(t, err)
 	defer s.Stop(ctx)
 	addr := netip.MustParseAddr("127.0.0.1")
-	must(t, s.SetPeers(ctx, []Peer{{Address: addr, Port: uint16(r.Port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, IPv4: true,
-		BFD: &BFD{MinTx: 300 * time.Millisecond, MinRx: 300 * time.Millisecond, Multiplier: 3}}}))
+	must(t, s.SetPeers(ctx, []route.Peer{{Address: addr, Port: uint16(r.Port), ASN: 65000, LocalASN: 65001, ConnectTime: time.Second, IPv4: true,
+		BFD: &route.BFD{MinTx: 300 * time.Millisecond, MinRx: 300 * time.Millisecond, Multiplier: 3}}}))
 	type state struct {
 		bfd, established bool
 		opens            uint64
@@ -372,10 +351,10 @@ func TestPeerStatesCountLikeGoBGP(t *testing.T) {
 	s, r1, r2, one, two := twoRouters(t)
 	ctx := context.Background()
 	// r2 gets one path per prefix: no ADD-PATH send.
-	must(t, s.SetPeers(ctx, []Peer{routerPeer(one, r1.Port, 16), routerPeer(two, r2.Port, 1)}))
+	must(t, s.SetPeers(ctx, []route.Peer{routerPeer(one, r1.Port, 16), routerPeer(two, r2.Port, 1)}))
 	onlyOne := p("192.0.2.9/32", "192.168.100.11")
 	onlyOne.Peers = []netip.Addr{one}
-	must(t, s.SetPaths("a", []Path{
+	must(t, s.SetPaths("a", []route.Path{
 		p("192.0.2.1/32", "192.168.100.11"), p("192.0.2.1/32", "192.168.100.12"), p("192.0.2.1/32", "192.168.100.13"),
 		p("192.0.2.2/32", "192.168.100.11"),
 		p("2001:db8::1/128", "fd00:100::11"), p("2001:db8::1/128", "fd00:100::12"),
@@ -417,7 +396,7 @@ func TestSpeakerSourceAddress(t *testing.T) {
 	s, err := New(ctx, Config{RouterID: netip.MustParseAddr("10.255.0.2"), ASN: 65001, Logger: logr.Discard()})
 	must(t, err)
 	defer s.Stop(ctx)
-	must(t, s.SetPeers(ctx, []Peer{{
+	must(t, s.SetPeers(ctx, []route.Peer{{
 		Address: netip.MustParseAddr("127.0.0.1"), Port: uint16(r.Port), ASN: 65000, LocalASN: 65001,
 		LocalAddress: netip.MustParseAddr("127.0.0.7"), ConnectTime: time.Second, IPv4: true,
 	}}))
@@ -436,6 +415,6 @@ func TestSpeakerSourceAddress(t *testing.T) {
 	if local != "127.0.0.7" {
 		t.Errorf("session's local address %q, want 127.0.0.7", local)
 	}
-	must(t, s.SetPaths("svc", []Path{p("172.30.0.1/32", "192.168.100.11")}))
+	must(t, s.SetPaths("svc", []route.Path{p("172.30.0.1/32", "192.168.100.11")}))
 	r.WaitExactly(t, bgptest.IPv4, "172.30.0.1/32 via 192.168.100.11 id=0")
 }

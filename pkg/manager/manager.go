@@ -11,8 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -20,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
-	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/apis"
 	"github.com/eiplb/eiplb/pkg/bgp"
 	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
 	ipamctrl "github.com/eiplb/eiplb/pkg/controller/ipam"
@@ -76,21 +74,9 @@ type AnnounceOptions struct {
 	ListenPort int32
 }
 
-// NewScheme returns the scheme of every type the manager reads.
-func NewScheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 // New builds a manager with every controller set up; Start runs it.
 func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, error) {
-	scheme, err := NewScheme()
+	scheme, err := apis.NewScheme()
 	if err != nil {
 		return nil, err
 	}

@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/eiplb/eiplb/pkg/apis"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
-	"github.com/eiplb/eiplb/pkg/manager"
 )
 
 // Env is a running API server.
@@ -66,7 +66,7 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
-	scheme, err := manager.NewScheme()
+	scheme, err := apis.NewScheme()
 	if err != nil {
 		return nil, err
 	}

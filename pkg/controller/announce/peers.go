@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
-	"github.com/eiplb/eiplb/pkg/bgp"
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 )
 
 // PeerReconciler keeps the speaker's sessions equal to the BGPPeers that
@@ -74,7 +74,7 @@ func (r *PeerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Re
 		selectedNames[in.Name] = true
 		recheck = recheck || in.Spec.SourceAddress != "" || in.Spec.SourceInterface != ""
 	}
-	var peers []bgp.Peer
+	var peers []route.Peer
 	problems := map[string]string{}
 	reasons := map[string]string{} // peer name → Event reason; InvalidPeer when absent
 	owners := peerAddressOwners(selected)
@@ -230,12 +230,12 @@ func dur(d *metav1.Duration, def time.Duration) time.Duration {
 }
 
 // convert maps a BGPPeer to the speaker's type, reading its password.
-func (r *PeerReconciler) convert(ctx context.Context, in *v1alpha1.BGPPeer) (bgp.Peer, error) {
+func (r *PeerReconciler) convert(ctx context.Context, in *v1alpha1.BGPPeer) (route.Peer, error) {
 	addr, err := netip.ParseAddr(in.Spec.PeerAddress)
 	if err != nil {
-		return bgp.Peer{}, fmt.Errorf("peerAddress: %w", err)
+		return route.Peer{}, fmt.Errorf("peerAddress: %w", err)
 	}
-	p := bgp.Peer{
+	p := route.Peer{
 		Address: addr, ASN: uint32(in.Spec.PeerASN), LocalASN: uint32(in.Spec.LocalASN),
 		Port:           uint16(in.Spec.PeerPort),
 		HoldTime:       dur(in.Spec.HoldTime, 0),
@@ -249,7 +249,7 @@ func (r *PeerReconciler) convert(ctx context.Context, in *v1alpha1.BGPPeer) (bgp
 		p.Port = 179
 	}
 	if p.LocalAddress, err = r.source(in.Spec, addr); err != nil {
-		return bgp.Peer{}, err
+		return route.Peer{}, err
 	}
 	if in.Spec.AddPathSendMax == 0 {
 		p.AddPathSendMax = 64
@@ -265,22 +265,22 @@ func (r *PeerReconciler) convert(ctx context.Context, in *v1alpha1.BGPPeer) (bgp
 		if b.Multiplier != nil {
 			mult = *b.Multiplier
 		}
-		p.BFD = &bgp.BFD{MinTx: dur(b.MinTxInterval, DefaultBFDInterval), MinRx: dur(b.MinRxInterval, DefaultBFDInterval), Multiplier: uint8(mult)}
+		p.BFD = &route.BFD{MinTx: dur(b.MinTxInterval, DefaultBFDInterval), MinRx: dur(b.MinRxInterval, DefaultBFDInterval), Multiplier: uint8(mult)}
 	}
 	if ref := in.Spec.PasswordSecretRef; ref != nil {
 		sec := &corev1.Secret{}
 		if err := r.client.Get(ctx, client.ObjectKey{Namespace: r.opts.Namespace, Name: ref.Name}, sec); err != nil {
 			if apierrors.IsNotFound(err) {
-				return bgp.Peer{}, fmt.Errorf("password Secret %s/%s not found", r.opts.Namespace, ref.Name)
+				return route.Peer{}, fmt.Errorf("password Secret %s/%s not found", r.opts.Namespace, ref.Name)
 			}
-			return bgp.Peer{}, err
+			return route.Peer{}, err
 		}
 		pw, ok := sec.Data[ref.Key]
 		if !ok || len(pw) == 0 {
-			return bgp.Peer{}, fmt.Errorf("password Secret %s/%s has no key %q", r.opts.Namespace, ref.Name, ref.Key)
+			return route.Peer{}, fmt.Errorf("password Secret %s/%s has no key %q", r.opts.Namespace, ref.Name, ref.Key)
 		}
 		if len(pw) > 80 {
-			return bgp.Peer{}, fmt.Errorf("password in Secret %s/%s is longer than TCP MD5 allows (80 bytes)", r.opts.Namespace, ref.Name)
+			return route.Peer{}, fmt.Errorf("password in Secret %s/%s is longer than TCP MD5 allows (80 bytes)", r.opts.Namespace, ref.Name)
 		}
 		p.Password = string(pw)
 	}
@@ -395,7 +395,7 @@ func (w *statusWriter) write(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	byAddr := map[netip.Addr]bgp.PeerState{}
+	byAddr := map[netip.Addr]route.PeerState{}
 	for _, s := range states {
 		byAddr[s.Address] = s
 		peer := s.Address.String()
@@ -426,7 +426,7 @@ func (w *statusWriter) write(ctx context.Context) {
 		if problem != "" {
 			// Not configured, even when another BGPPeer with the same
 			// address has a session: that session is not this one's.
-			st = bgp.PeerState{}
+			st = route.PeerState{}
 			entry = v1alpha1.BGPSession{Manager: w.opts.NodeName, State: "NotConfigured", LastError: problem}
 		}
 		if !st.Since.IsZero() {

@@ -26,16 +26,16 @@ import (
 
 	"github.com/eiplb/eiplb/pkg/announce"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
-	"github.com/eiplb/eiplb/pkg/bgp"
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 	"github.com/eiplb/eiplb/pkg/dataplane"
 	"github.com/eiplb/eiplb/pkg/ipam"
 )
 
 // Speaker is what the announcer needs of pkg/bgp.
 type Speaker interface {
-	SetPaths(owner string, paths []bgp.Path) error
-	SetPeers(ctx context.Context, peers []bgp.Peer) error
-	PeerStates(ctx context.Context) ([]bgp.PeerState, error)
+	SetPaths(owner string, paths []route.Path) error
+	SetPeers(ctx context.Context, peers []route.Peer) error
+	PeerStates(ctx context.Context) ([]route.PeerState, error)
 	OnUpdate(fn func(added, withdrawn, total int, at time.Time))
 }
 
@@ -277,14 +277,14 @@ func convertAdvertisement(in *v1alpha1.BGPAdvertisement, peers []v1alpha1.BGPPee
 		}
 	}
 	for _, c := range in.Spec.Communities {
-		v, err := bgp.ParseCommunity(c)
+		v, err := route.ParseCommunity(c)
 		if err != nil {
 			return a, err
 		}
 		a.Attrs.Communities = append(a.Attrs.Communities, v)
 	}
 	for _, c := range in.Spec.LargeCommunities {
-		v, err := bgp.ParseLargeCommunity(c)
+		v, err := route.ParseLargeCommunity(c)
 		if err != nil {
 			return a, err
 		}

@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/eiplb/eiplb/pkg/apis"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
-	"github.com/eiplb/eiplb/pkg/manager"
 )
 
 const (
@@ -84,7 +84,7 @@ func (b *bench) startEnv() error {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = -1, 0 // like the manager: no client-side rate limit
 	b.cfg = cfg
-	scheme, err := manager.NewScheme()
+	scheme, err := apis.NewScheme()
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/bgp"
+	"github.com/eiplb/eiplb/pkg/bgp/route"
 	"github.com/eiplb/eiplb/pkg/controller/announce"
 	"github.com/eiplb/eiplb/test/e2e/cluster"
 	"github.com/eiplb/eiplb/test/netlab"
@@ -37,8 +38,8 @@ const speakerEnv = "EIPLB_TEST_SPEAKER"
 type speakerSpec struct {
 	RouterID netip.Addr
 	ASN      uint32
-	Peers    []bgp.Peer
-	Paths    []bgp.Path
+	Peers    []route.Peer
+	Paths    []route.Path
 }
 
 // runSpeaker runs a speaker as spec (JSON) says until SIGTERM, when it
@@ -131,8 +132,8 @@ func tail(b []byte, n int) []byte {
 }
 
 // grPeer is the router as a graceful-restart peer of a speaker in node1.
-func grPeer() bgp.Peer {
-	return bgp.Peer{
+func grPeer() route.Peer {
+	return route.Peer{
 		Address: netip.MustParseAddr("192.168.100.1"), ASN: 65000, LocalASN: 65001, Port: 179,
 		ConnectTime: time.Second, GracefulRestart: true, RestartTime: 120 * time.Second,
 		AddPathSendMax: 64, IPv4: true, IPv6: true,
@@ -140,11 +141,11 @@ func grPeer() bgp.Peer {
 }
 
 // nodePaths: each prefix through the three nodes.
-func nodePaths(prefixes ...string) []bgp.Path {
-	var out []bgp.Path
+func nodePaths(prefixes ...string) []route.Path {
+	var out []route.Path
 	for _, p := range prefixes {
 		for _, nh := range []string{"192.168.100.11", "192.168.100.12", "192.168.100.13"} {
-			out = append(out, bgp.Path{Prefix: netip.MustParsePrefix(p), NextHop: netip.MustParseAddr(nh)})
+			out = append(out, route.Path{Prefix: netip.MustParsePrefix(p), NextHop: netip.MustParseAddr(nh)})
 		}
 	}
 	return out
@@ -160,7 +161,7 @@ func TestFRRGracefulRestartStalePaths(t *testing.T) {
 	tp := newTopo(t)
 	frr := tp.lab.StartFRR(tp.rtr, frrConfig([]string{"192.168.100.11"}))
 	kept, gone := "172.30.0.10/32", "172.30.0.11/32"
-	spec := speakerSpec{RouterID: netip.MustParseAddr("192.168.100.11"), ASN: 65001, Peers: []bgp.Peer{grPeer()}}
+	spec := speakerSpec{RouterID: netip.MustParseAddr("192.168.100.11"), ASN: 65001, Peers: []route.Peer{grPeer()}}
 	spec.Paths = nodePaths(kept, gone)
 	kill := startSpeaker(t, tp.nodes[0], spec)
 	all := netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13")
@@ -204,7 +205,7 @@ func TestFRRGracefulRestartStalePaths(t *testing.T) {
 
 // sampleBFD is the BFD of config/samples/bgp.yaml's BGPPeer, with the
 // announcer's defaults for what it leaves out.
-func sampleBFD(t *testing.T) *bgp.BFD {
+func sampleBFD(t *testing.T) *route.BFD {
 	b, err := os.ReadFile(filepath.Join(cluster.Root(), "config", "samples", "bgp.yaml"))
 	must(t, err)
 	for _, doc := range strings.Split(string(b), "\n---\n") {
@@ -215,7 +216,7 @@ func sampleBFD(t *testing.T) *bgp.BFD {
 		if p.Spec.BFD == nil || !p.Spec.BFD.Enabled {
 			t.Fatal("config/samples/bgp.yaml: the BGPPeer has no BFD")
 		}
-		out := &bgp.BFD{MinTx: announce.DefaultBFDInterval, MinRx: announce.DefaultBFDInterval, Multiplier: announce.DefaultBFDMultiplier}
+		out := &route.BFD{MinTx: announce.DefaultBFDInterval, MinRx: announce.DefaultBFDInterval, Multiplier: announce.DefaultBFDMultiplier}
 		if d := p.Spec.BFD.MinTxInterval; d != nil {
 			out.MinTx = d.Duration
 		}
@@ -247,7 +248,7 @@ func TestFRRBFDSurvivesStall(t *testing.T) {
 	peer := grPeer()
 	peer.BFD = b
 	prefix := "172.30.0.10/32"
-	spec := speakerSpec{RouterID: netip.MustParseAddr("192.168.100.11"), ASN: 65001, Peers: []bgp.Peer{peer}, Paths: nodePaths(prefix)}
+	spec := speakerSpec{RouterID: netip.MustParseAddr("192.168.100.11"), ASN: 65001, Peers: []route.Peer{peer}, Paths: nodePaths(prefix)}
 	sp := startSpeakerProc(t, tp.nodes[0], spec)
 	all := netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13")
 	tp.rtr.WaitRoute(t, prefix, 20*time.Second, all)

@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/eiplb/eiplb/pkg/manager"
+	"github.com/eiplb/eiplb/pkg/apis"
 	"github.com/eiplb/eiplb/test/netlab"
 )
 
@@ -74,7 +74,7 @@ func StartAPI() (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	scheme, _ := manager.NewScheme()
+	scheme, _ := apis.NewScheme()
 	// The tests play kubelet and the endpoint controller, and the
 	// benchmark creates thousands of objects: client-go's default rate
 	// limit (QPS 5) would be what they measure.

@@ -1,8 +1,9 @@
-// Package bgp embeds a GoBGP v4 speaker behind eiplb's own types. Callers
-// hand it the full desired set of peers and, per owner (a Service), the full
-// desired set of paths; the package diffs against what GoBGP holds and sends
-// only the difference. No gRPC listener is ever started.
-package bgp
+// Package route holds eiplb's BGP vocabulary: the paths to announce, the
+// peers to announce them to, and what the speaker reports of each session.
+// It imports nothing from GoBGP, so the pure announcer (pkg/announce) and the
+// kubectl plugin can use it; pkg/bgp translates it for the embedded GoBGP
+// speaker.
+package route
 
 import (
 	"fmt"
@@ -84,7 +85,8 @@ func ParseLargeCommunity(s string) (LargeCommunity, error) {
 	return LargeCommunity{v[0], v[1], v[2]}, nil
 }
 
-func (a Attributes) equal(b Attributes) bool {
+// Equal reports whether two sets of attributes are the same.
+func (a Attributes) Equal(b Attributes) bool {
 	return a.LocalPref == b.LocalPref && a.LinkBandwidth == b.LinkBandwidth &&
 		slices.Equal(a.Communities, b.Communities) && slices.Equal(a.LargeCommunities, b.LargeCommunities)
 }
