@@ -51,6 +51,7 @@ type Speaker struct {
 	restricted map[netip.Prefix][]netip.Addr // prefix → the only peers it may go to
 
 	bfdOn     map[netip.Addr]bool // peers whose BFD runs (see followSession)
+	renewing  sync.WaitGroup      // renewPeer calls under way (stalereset.go)
 	stopWatch context.CancelFunc
 }
 
@@ -76,7 +77,11 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 	if cfg.ListenPort == 0 {
 		cfg.ListenPort = -1
 	}
-	logger := slog.New(logr.ToSlogHandler(cfg.Logger.WithName("gobgp")))
+	var s *Speaker // set before any peer exists, so before any reset
+	logger := slog.New(&resetWatch{next: logr.ToSlogHandler(cfg.Logger.WithName("gobgp")), onReset: func(addr string) {
+		s.renewing.Add(1)
+		go func() { defer s.renewing.Done(); s.renewPeer(addr) }()
+	}})
 	level := &slog.LevelVar{}
 	level.Set(slog.LevelInfo)
 	srv := server.NewBgpServer(server.LoggerOption(logger, level))
@@ -91,7 +96,7 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 		srv.Stop()
 		return nil, fmt.Errorf("starting BGP: %w", err)
 	}
-	s := &Speaker{
+	s = &Speaker{
 		srv: srv, log: cfg.Logger,
 		peers:   map[netip.Addr]Peer{},
 		bfdOn:   map[netip.Addr]bool{},
@@ -131,6 +136,7 @@ func (s *Speaker) Stop(ctx context.Context) {
 	_ = s.SetPeers(ctx, nil)
 	_ = s.srv.StopBgp(ctx, &api.StopBgpRequest{})
 	s.srv.Stop()
+	s.renewing.Wait()
 }
 
 // OnUpdate sets a function told, after each change handed to GoBGP, how many
