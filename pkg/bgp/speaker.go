@@ -77,11 +77,8 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 	if cfg.ListenPort == 0 {
 		cfg.ListenPort = -1
 	}
-	var s *Speaker // set before any peer exists, so before any reset
-	logger := slog.New(&resetWatch{next: logr.ToSlogHandler(cfg.Logger.WithName("gobgp")), onReset: func(addr string) {
-		s.renewing.Add(1)
-		go func() { defer s.renewing.Done(); s.renewPeer(addr) }()
-	}})
+	var onReset func(addr string) // set below, before any peer exists, so before any reset
+	logger := slog.New(&resetWatch{next: logr.ToSlogHandler(cfg.Logger.WithName("gobgp")), onReset: func(addr string) { onReset(addr) }})
 	level := &slog.LevelVar{}
 	level.Set(slog.LevelInfo)
 	srv := server.NewBgpServer(server.LoggerOption(logger, level))
@@ -96,7 +93,7 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 		srv.Stop()
 		return nil, fmt.Errorf("starting BGP: %w", err)
 	}
-	s = &Speaker{
+	s := &Speaker{
 		srv: srv, log: cfg.Logger,
 		peers:   map[netip.Addr]Peer{},
 		bfdOn:   map[netip.Addr]bool{},
@@ -106,6 +103,10 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 		sent:    map[pathKey]*sentPath{},
 		ids:     map[netip.Prefix]map[uint32]struct{}{},
 		filters: map[netip.Addr]*peerFilter{}, restricted: map[netip.Prefix][]netip.Addr{},
+	}
+	onReset = func(addr string) {
+		s.renewing.Add(1)
+		go func() { defer s.renewing.Done(); s.renewPeer(addr) }()
 	}
 	watchCtx, stop := context.WithCancel(context.Background())
 	s.stopWatch = stop

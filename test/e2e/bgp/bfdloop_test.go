@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eiplb/eiplb/pkg/bgp"
 	"github.com/eiplb/eiplb/test/e2e/cluster"
 	"github.com/eiplb/eiplb/test/netlab"
 )
@@ -39,8 +38,9 @@ func TestFRRBFDNoFlapLoop(t *testing.T) {
 			peer.BFD = sampleBFD(t)
 			peer.Password = cluster.SamplePassword
 			prefix := "172.30.0.10/32"
-			sp := startSpeakerProc(t, tp.nodes[0], speakerSpec{RouterID: netip.MustParseAddr("192.168.100.11"), ASN: 65001,
-				Peers: []bgp.Peer{peer}, Paths: nodePaths(prefix)})
+			spec := speakerSpec{RouterID: netip.MustParseAddr("192.168.100.11"), ASN: 65001, Paths: nodePaths(prefix)}
+			spec.Peers = append(spec.Peers, peer)
+			sp := startSpeakerProc(t, tp.nodes[0], spec)
 			all := netlab.Via("192.168.100.11", "192.168.100.12", "192.168.100.13")
 			tp.rtr.WaitRoute(t, prefix, 20*time.Second, all)
 			eventually(t, 15*time.Second, func() string { return frrSteady(frr, "192.168.100.11") })
