@@ -20,8 +20,9 @@ import (
 // already down (the router closed it first, on its own BFD Down; or BFD
 // expired in the moment between the session going down and followSession
 // stopping it) waits there, and the next session sends it the moment it is
-// established: one more reset, and against a router that deletes its BFD
-// session with the BGP one (FRR with `bgp listen range`) a loop.
+// established: one more reset (with GoBGP's BFD running all the time, not
+// following the session, and a router that deletes its BFD session with
+// the BGP one, as FRR does with `bgp listen range`, a loop).
 //
 // Nothing else in the speaker resets a session hard, so every hard reset
 // comes from BFD. GoBGP logs each one ("Send operation notification", Op
