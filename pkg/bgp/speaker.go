@@ -53,6 +53,7 @@ type Speaker struct {
 	restricted map[netip.Prefix][]netip.Addr // prefix → the only peers it may go to
 
 	bfdOn     map[netip.Addr]bool // peers whose BFD runs (see followSession)
+	renewing  sync.WaitGroup      // renewPeer calls under way (stalereset.go)
 	stopWatch context.CancelFunc
 }
 
@@ -78,7 +79,8 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 	if cfg.ListenPort == 0 {
 		cfg.ListenPort = -1
 	}
-	logger := slog.New(logr.ToSlogHandler(cfg.Logger.WithName("gobgp")))
+	var onReset func(addr string) // set below, before any peer exists, so before any reset
+	logger := slog.New(&resetWatch{next: logr.ToSlogHandler(cfg.Logger.WithName("gobgp")), onReset: func(addr string) { onReset(addr) }})
 	level := &slog.LevelVar{}
 	level.Set(slog.LevelInfo)
 	srv := server.NewBgpServer(server.LoggerOption(logger, level))
@@ -103,6 +105,10 @@ func New(ctx context.Context, cfg Config) (*Speaker, error) {
 		sent:    map[pathKey]*sentPath{},
 		ids:     map[netip.Prefix]map[uint32]struct{}{},
 		filters: map[netip.Addr]*peerFilter{}, restricted: map[netip.Prefix][]netip.Addr{},
+	}
+	onReset = func(addr string) {
+		s.renewing.Add(1)
+		go func() { defer s.renewing.Done(); s.renewPeer(addr) }()
 	}
 	watchCtx, stop := context.WithCancel(context.Background())
 	s.stopWatch = stop
@@ -133,6 +139,7 @@ func (s *Speaker) Stop(ctx context.Context) {
 	_ = s.SetPeers(ctx, nil)
 	_ = s.srv.StopBgp(ctx, &api.StopBgpRequest{})
 	s.srv.Stop()
+	s.renewing.Wait()
 }
 
 // OnUpdate sets a function told, after each change handed to GoBGP, how many

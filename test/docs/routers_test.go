@@ -20,16 +20,58 @@ const routersDir = "../../docs/routers"
 
 // parsers check the configurations whose router is installed here (FRR 8.4
 // and BIRD 2, hack/install-deps.sh); the vendor ones are not machine-checked.
+// Each must exist; every other file of docs/routers named like one of them
+// (frr-dynamic.conf, bird-dynamic.conf) goes through the same parser.
 var parsers = map[string][]string{
 	"frr.conf":  {"vtysh", "--dryrun", "-f"},
 	"bird.conf": {"bird", "-p", "-c"},
+}
+
+// parserFor is the parser of a file of docs/routers: that of frr.conf for
+// frr*.conf, of bird.conf for bird*.conf, none for the others.
+func parserFor(name string) []string {
+	for base, argv := range parsers {
+		kind := strings.TrimSuffix(base, ".conf")
+		if name == base || strings.HasPrefix(name, kind+"-") && strings.HasSuffix(name, ".conf") {
+			return argv
+		}
+	}
+	return nil
+}
+
+// frrFiles are the files of docs/routers that FRR reads.
+func frrFiles(t *testing.T) []string {
+	files, err := os.ReadDir(routersDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range files {
+		if argv := parserFor(f.Name()); len(argv) > 0 && argv[0] == "vtysh" {
+			out = append(out, f.Name())
+		}
+	}
+	return out
 }
 
 // TestRouterConfigsParse feeds each router configuration of the docs to the
 // router's own parser. Without the router installed it skips, unless
 // EIPLB_REQUIRE_ROUTERS is set (`make test` sets it, so CI fails instead).
 func TestRouterConfigsParse(t *testing.T) {
-	for name, argv := range parsers {
+	files, err := os.ReadDir(routersDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range parsers {
+		if _, err := os.Stat(filepath.Join(routersDir, name)); err != nil {
+			t.Errorf("the parsers check docs/routers/%s: %v", name, err)
+		}
+	}
+	for _, f := range files {
+		name, argv := f.Name(), parserFor(f.Name())
+		if argv == nil {
+			continue
+		}
 		t.Run(name, func(t *testing.T) {
 			file, err := filepath.Abs(filepath.Join(routersDir, name))
 			if err != nil {
@@ -69,7 +111,7 @@ func TestRouterConfigsParse(t *testing.T) {
 func TestFRRConfigBGPDaemon(t *testing.T) {
 	const bgpd = "/usr/lib/frr/bgpd"
 	if _, err := os.Stat(bgpd); err != nil {
-		msg := "FRR is not installed (sudo hack/install-deps.sh): cannot check docs/routers/frr.conf with bgpd -C"
+		msg := "FRR is not installed (sudo hack/install-deps.sh): cannot check docs/routers/frr*.conf with bgpd -C"
 		if os.Getenv("EIPLB_REQUIRE_ROUTERS") != "" {
 			t.Fatal(msg)
 		}
@@ -78,7 +120,15 @@ func TestFRRConfigBGPDaemon(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bgpd -C needs root (it drops privileges to the frr user); vtysh --dryrun checked the syntax")
 	}
-	file, err := filepath.Abs(filepath.Join(routersDir, "frr.conf"))
+	for _, name := range frrFiles(t) {
+		t.Run(name, func(t *testing.T) { checkBGPDaemon(t, bgpd, name) })
+	}
+}
+
+// checkBGPDaemon: bgpd -C accepts every line of the bgpd blocks of
+// docs/routers/name (see TestFRRConfigBGPDaemon).
+func checkBGPDaemon(t *testing.T, bgpd, name string) {
+	file, err := filepath.Abs(filepath.Join(routersDir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,16 +149,16 @@ func TestFRRConfigBGPDaemon(t *testing.T) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bgpd, "-C", "-f", file).CombinedOutput()
 	if err != nil {
-		t.Fatalf("bgpd -C -f docs/routers/frr.conf: %v\n%s", err, out)
+		t.Fatalf("bgpd -C -f docs/routers/%s: %v\n%s", name, err, out)
 	}
 	bgp := 0
-	for _, m := range regexp.MustCompile(`No such command on config line (\d+):(.*)`).FindAllStringSubmatch(string(out), -1) {
+	for _, m := range regexp.MustCompile(`(?:No such command|Config Failed) on config line (\d+):(.*)`).FindAllStringSubmatch(string(out), -1) {
 		n, _ := strconv.Atoi(m[1])
 		if n < 1 || n > len(block) {
 			t.Fatalf("bgpd names line %d of %d: %s", n, len(block), m[0])
 		}
 		if strings.HasPrefix(block[n-1], "router bgp") || strings.HasPrefix(block[n-1], "route-map") {
-			t.Errorf("bgpd refuses line %d of docs/routers/frr.conf (in %q):%s", n, block[n-1], m[2])
+			t.Errorf("bgpd refuses line %d of docs/routers/%s (in %q):%s", n, name, block[n-1], m[2])
 		}
 	}
 	for _, blk := range block {
@@ -117,7 +167,7 @@ func TestFRRConfigBGPDaemon(t *testing.T) {
 		}
 	}
 	if bgp == 0 {
-		t.Error("docs/routers/frr.conf has no router bgp")
+		t.Errorf("docs/routers/%s has no router bgp", name)
 	}
 }
 
@@ -148,19 +198,16 @@ func TestRouterConfigsShownInDocs(t *testing.T) {
 			t.Errorf("docs/bgp.md does not link docs/routers/%s", f.Name())
 		}
 	}
-	for name := range parsers {
-		if _, err := os.Stat(filepath.Join(routersDir, name)); err != nil {
-			t.Errorf("the parsers check docs/routers/%s: %v", name, err)
-		}
-	}
 	// Comments on a command line are part of the command to FRR.
-	frr, err := os.ReadFile(filepath.Join(routersDir, "frr.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, line := range strings.Split(string(frr), "\n") {
-		if l := strings.TrimSpace(line); !strings.HasPrefix(l, "!") && strings.Contains(l, "!") {
-			t.Errorf("docs/routers/frr.conf:%d: a comment after a command: %q", i+1, line)
+	for _, name := range frrFiles(t) {
+		frr, err := os.ReadFile(filepath.Join(routersDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(frr), "\n") {
+			if l := strings.TrimSpace(line); !strings.HasPrefix(l, "!") && strings.Contains(l, "!") {
+				t.Errorf("docs/routers/%s:%d: a comment after a command: %q", name, i+1, line)
+			}
 		}
 	}
 }

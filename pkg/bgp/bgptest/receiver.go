@@ -70,6 +70,8 @@ func NewFrom(t testing.TB, listen, from string, peerASN uint32) *Receiver {
 		Conf:      &api.PeerConf{NeighborAddress: from, PeerAsn: peerASN},
 		Transport: &api.Transport{PassiveMode: true},
 		AfiSafis:  []*api.AfiSafi{fam(api.Family_AFI_IP), fam(api.Family_AFI_IP6)},
+		// Back a second after a reset (Reset), not GoBGP's 30 s.
+		Timers: &api.Timers{Config: &api.TimersConfig{IdleHoldTimeAfterReset: 1}},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +109,15 @@ func (r *Receiver) Session(t testing.TB) Session {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Reset closes the session with 127.0.0.1 from the receiver's side with a
+// Cease NOTIFICATION, as a router does whose BFD session went down.
+func (r *Receiver) Reset(t testing.TB) {
+	t.Helper()
+	if err := r.srv.ResetPeer(context.Background(), &api.ResetPeerRequest{Address: r.from, Communication: "test reset"}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Received lists "prefix via nexthop id=N [communities=...] [bw=...]" lines,

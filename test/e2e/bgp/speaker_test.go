@@ -77,6 +77,7 @@ func runSpeaker(spec string) int {
 type speakerProc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
+	log  string // its log file (stderr and stdout)
 }
 
 // signal sends sig to the speaker's process group.
@@ -111,7 +112,7 @@ func startSpeakerProc(t *testing.T, ns *netlab.NS, spec speakerSpec) *speakerPro
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	must(t, cmd.Start())
-	p := &speakerProc{cmd: cmd, done: make(chan struct{})}
+	p := &speakerProc{cmd: cmd, done: make(chan struct{}), log: logPath}
 	go func() { _ = cmd.Wait(); _ = logf.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		p.kill()

@@ -44,6 +44,29 @@ func FRRConfig(managers []string, extra ...string) string {
 	return c
 }
 
+// FRRConfigFile is docs/routers/<name> as the lab's router runs it: the
+// file with the lab's own lines (labFRRLines) after "frr defaults", and
+// nothing else changed (frr-dynamic.conf names no manager).
+func FRRConfigFile(name string) string {
+	b, err := os.ReadFile(RouterConfigFile(name))
+	if err != nil {
+		panic(fmt.Sprintf("cluster: the router configuration of the docs: %v", err))
+	}
+	var out strings.Builder
+	defaults := false
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		out.WriteString(line)
+		if f := strings.Fields(line); !defaults && len(f) >= 2 && f[0] == "frr" && f[1] == "defaults" {
+			out.WriteString(labFRRLines)
+			defaults = true
+		}
+	}
+	if !defaults {
+		panic(fmt.Sprintf("cluster: docs/routers/%s: no frr defaults line", name))
+	}
+	return out.String()
+}
+
 // frrConfig is FRRConfig of the configuration doc.
 func frrConfig(doc string, managers, extra []string) (string, error) {
 	var first string // the address of the file's first neighbor
