@@ -141,11 +141,16 @@ func TestAgent(t *testing.T) {
 	if strings.Contains(kernel, "192.0.2.99") {
 		t.Fatalf("a Service of another class was programmed:\n%s", kernel)
 	}
-	if conn, err := net.Dial("tcp", addr); err != nil {
-		t.Fatalf("link not open after the initial sync: %v", err)
-	} else {
+	// The link opens right after the initial sync, which reports web
+	// programmed just before: wait (bounded) for the listener.
+	testenv.Eventually(t, 10*time.Second, func() string {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			return fmt.Sprintf("link not open after the initial sync: %v", err)
+		}
 		conn.Close()
-	}
+		return ""
+	})
 
 	t.Run("a new Service: one Apply, then reported", func(t *testing.T) {
 		_, _, applies := dp.state()

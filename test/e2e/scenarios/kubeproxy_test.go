@@ -128,12 +128,22 @@ func TestKubeProxyIPTables(t *testing.T) {
 	ip := api.IPs(t, web, 1)[0]
 	l.Rtr.WaitRoute(t, ip, 15*time.Second, via(1, 2, 3))
 	for i := 1; i <= len(l.Nodes); i++ {
-		out, err := l.Nodes[i-1].Exec(context.Background(), "iptables-save")
-		if err != nil {
-			t.Fatalf("iptables-save in node%d: %v: %s", i, err, out)
-		}
-		if !strings.Contains(out, web.Spec.ClusterIP) {
-			t.Errorf("node%d: kube-proxy wrote no rule for web's ClusterIP %s (is it programming at all?)", i, web.Spec.ClusterIP)
+		// kube-proxy writes at most once a second, after its own watch
+		// saw the Service: wait (bounded) for the ClusterIP's rules.
+		var out string
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			var err error
+			out, err = l.Nodes[i-1].Exec(context.Background(), "iptables-save")
+			if err != nil {
+				t.Fatalf("iptables-save in node%d: %v: %s", i, err, out)
+			}
+			if strings.Contains(out, web.Spec.ClusterIP) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node%d: kube-proxy wrote no rule for web's ClusterIP %s in 15 s (is it programming at all?)", i, web.Spec.ClusterIP)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		if rule := cluster.Matches(out, ip); rule != "" {
 			t.Errorf("node%d: kube-proxy's rules match the EIP %s: %s", i, ip, rule)
