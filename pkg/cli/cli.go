@@ -30,6 +30,7 @@ import (
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
 	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/ipam"
 )
 
 // Pool is one EIPPool's usage.
@@ -321,11 +322,24 @@ func service(ctx context.Context, c client.Reader, s *corev1.Service, events []e
 	if err := c.List(ctx, &slices_, client.InNamespace(s.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
 		return sv, err
 	}
+	// A dual-stack pod is an endpoint in one slice per family: count it
+	// once, as the announcer does.
+	seen := map[string]bool{}
 	for _, es := range slices_.Items {
 		for _, e := range es.Endpoints {
-			if e.NodeName == nil || !dataplane.Ready(e.Conditions) {
+			if e.NodeName == nil || !dataplane.Ready(e.Conditions) || len(e.Addresses) == 0 {
 				continue
 			}
+			id := "addr/" + e.Addresses[0]
+			if r := e.TargetRef; r != nil && r.UID != "" {
+				id = "uid/" + string(r.UID)
+			} else if r != nil && r.Name != "" {
+				id = "ref/" + r.Kind + "/" + r.Namespace + "/" + r.Name
+			}
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
 			if sv.NodesWithEndpoints == nil {
 				sv.NodesWithEndpoints = map[string]int{}
 			}
@@ -439,7 +453,7 @@ func Explain(ctx context.Context, c client.Reader, ns, name string, o Options) (
 			continue
 		}
 		var alloc v1alpha1.EIPAllocation
-		if err := c.Get(ctx, client.ObjectKey{Name: addr.String()}, &alloc); err == nil {
+		if err := c.Get(ctx, client.ObjectKey{Name: ipam.AllocationName(addr)}, &alloc); err == nil {
 			find("%s is recorded in EIPAllocation %s from pool %s", a, alloc.Name, alloc.Spec.Pool)
 		} else {
 			find("%s has no EIPAllocation record (%v)", a, err)
