@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -28,6 +29,7 @@ func TestBinary(t *testing.T) {
 	kc.Clusters["t"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
 	kc.AuthInfos["t"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
 	kc.Contexts["t"] = &clientcmdapi.Context{Cluster: "t", AuthInfo: "t"}
+	kc.Contexts["team"] = &clientcmdapi.Context{Cluster: "t", AuthInfo: "t", Namespace: "team"}
 	kc.CurrentContext = "t"
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	testenv.Must(t, clientcmd.WriteToFile(*kc, path))
@@ -52,5 +54,74 @@ func TestBinary(t *testing.T) {
 	}
 	if err := run([]string{"--kubeconfig", path}, &b); err == nil {
 		t.Fatal("no command accepted")
+	}
+
+	// kubectl's way: NAME with -n, or the context's namespace.
+	ctx := t.Context()
+	testenv.Must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}))
+	testenv.Must(t, env.Client.Create(ctx, testenv.LoadBalancer("team", "web")))
+	for _, args := range [][]string{
+		{"explain", "svc", "web", "-n", "team"},
+		{"-n", "team", "explain", "service", "web"},
+		{"explain", "svc", "team/web"},
+		{"explain", "svc/web", "--namespace=team"},
+		{"--context", "team", "explain", "svc", "web"}, // the context's namespace
+	} {
+		b.Reset()
+		if err := run(append([]string{"--kubeconfig", path}, args...), &b); err != nil {
+			t.Errorf("%v: %v", args, err)
+		} else if !strings.Contains(b.String(), "Service team/web: no address") {
+			t.Errorf("%v:\n%s", args, b.String())
+		}
+	}
+	// -n limits status to a namespace's Services.
+	b.Reset()
+	testenv.Must(t, run([]string{"--kubeconfig", path, "status", "-n", "team"}, &b))
+	if !strings.Contains(b.String(), "team/web") {
+		t.Errorf("status -n team:\n%s", b.String())
+	}
+}
+
+// TestErrors: arguments are checked before any kubeconfig is read, and every
+// error is one line.
+func TestErrors(t *testing.T) {
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "absent"))
+	t.Setenv("HOME", t.TempDir())
+	var b bytes.Buffer
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		// Bad arguments: the missing kubeconfig is never reached.
+		{[]string{"explain", "svc"}, "want explain svc NAME"},
+		{[]string{"explain", "pod", "x"}, "want explain svc NAME"},
+		{[]string{"explain", "svc", "a/b/c"}, "is invalid"},
+		{[]string{"explain", "svc", "Web"}, "Service name \"Web\" is invalid"},
+		{[]string{"-n", "x", "explain", "svc", "y/web"}, `names namespace "y" but -n says "x"`},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"pools", "extra"}, `unknown command "extra"`},
+		{[]string{"pools", "-o", "xml"}, `unknown output format "xml"`},
+		{[]string{"migrate"}, "--from is required"},
+		{[]string{"migrate", "--from", "cilium"}, `--from "cilium"`},
+		{[]string{"--bogus", "pools"}, "unknown flag: --bogus"},
+		// Then the kubeconfig, in one line.
+		{[]string{"pools"}, "no kubeconfig: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config"},
+		{[]string{"--kubeconfig", "/nonexistent/kubeconfig", "pools"}, "/nonexistent/kubeconfig"},
+		{[]string{"--context", "nope", "--server", "https://127.0.0.1:1", "pools"}, `context "nope" does not exist`},
+	} {
+		err := run(tc.args, &b)
+		if err == nil {
+			t.Errorf("%v: no error", tc.args)
+			continue
+		}
+		msg := oneLine(err)
+		if !strings.Contains(msg, tc.want) || strings.ContainsAny(msg, "\n\r") {
+			t.Errorf("%v: error %q, want one line with %q", tc.args, msg, tc.want)
+		}
+	}
+	b.Reset()
+	testenv.Must(t, run([]string{"version"}, &b)) // needs no kubeconfig
+	if !strings.HasPrefix(b.String(), "kubectl-eiplb ") {
+		t.Errorf("version: %q", b.String())
 	}
 }

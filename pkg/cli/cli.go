@@ -23,6 +23,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -222,7 +223,53 @@ type Options struct {
 	Class  string // loadBalancerClass served
 	// NoClass: Services without a class are served too.
 	NoClass bool
+	// Namespace, when set, limits status to that namespace's Services.
+	Namespace string
 }
+
+// ServiceRef names the Service explain looks at.
+type ServiceRef struct{ Namespace, Name string }
+
+// ParseServiceRef reads explain's arguments as kubectl would: "svc NAME",
+// "svc NAMESPACE/NAME" or "svc/NAME" ("service" and "services" too), with
+// the namespace from -n (ns, when nsSet). It needs no API server, so bad
+// arguments are reported before any kubeconfig is read. An empty Namespace
+// in the result means: the kubeconfig context's namespace.
+func ParseServiceRef(args []string, ns string, nsSet bool) (ServiceRef, error) {
+	const usage = "want explain svc NAME [-n NAMESPACE], svc NAMESPACE/NAME or svc/NAME"
+	var arg string
+	switch {
+	case len(args) == 2 && isServiceWord(args[0]):
+		arg = args[1]
+	case len(args) == 1 && strings.Contains(args[0], "/") && isServiceWord(args[0][:strings.Index(args[0], "/")]):
+		arg = args[0][strings.Index(args[0], "/")+1:]
+		if strings.Contains(arg, "/") {
+			return ServiceRef{}, fmt.Errorf("%q: %s", args[0], usage)
+		}
+	default:
+		return ServiceRef{}, fmt.Errorf("explain got %q: %s", strings.Join(args, " "), usage)
+	}
+	ref := ServiceRef{Name: arg}
+	if n, name, ok := strings.Cut(arg, "/"); ok {
+		ref = ServiceRef{Namespace: n, Name: name}
+		if nsSet && ns != n {
+			return ServiceRef{}, fmt.Errorf("explain: %q names namespace %q but -n says %q", arg, n, ns)
+		}
+	} else if nsSet {
+		ref.Namespace = ns
+	}
+	if errs := validation.IsDNS1035Label(ref.Name); len(errs) > 0 {
+		return ServiceRef{}, fmt.Errorf("explain: Service name %q is invalid: %s", ref.Name, errs[0])
+	}
+	if ref.Namespace != "" || strings.Contains(arg, "/") { // empty: from the kubeconfig
+		if errs := validation.IsDNS1123Label(ref.Namespace); len(errs) > 0 {
+			return ServiceRef{}, fmt.Errorf("explain: namespace %q is invalid: %s", ref.Namespace, errs[0])
+		}
+	}
+	return ref, nil
+}
+
+func isServiceWord(s string) bool { return s == "svc" || s == "service" || s == "services" }
 
 // Pools reads the pools' usage.
 func Pools(ctx context.Context, c client.Reader) ([]Pool, error) {
@@ -271,11 +318,11 @@ func Peers(ctx context.Context, c client.Reader) ([]Peer, error) {
 // and the newest announce Event.
 func Services(ctx context.Context, c client.Reader, o Options) ([]Service, error) {
 	var list corev1.ServiceList
-	if err := c.List(ctx, &list); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(o.Namespace)); err != nil {
 		return nil, err
 	}
 	var events eventsv1.EventList
-	if err := c.List(ctx, &events); err != nil {
+	if err := c.List(ctx, &events, client.InNamespace(o.Namespace)); err != nil {
 		return nil, err
 	}
 	reports, err := eipNodes(ctx, c)
