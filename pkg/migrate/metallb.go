@@ -364,7 +364,7 @@ func (c *conv) metallbPeer(p mlbPeer, bfd map[string]mlbBFD) error {
 		comments = append(comments, "sourceAddress: every manager replica this peer selects must have it (a peer of one node); see sourceInterface.")
 	}
 	if s.RouterID != "" {
-		note("routerID %s is not carried (eiplb's router ID is the node's IPv4 address)", s.RouterID)
+		note("routerID %s is not carried: eiplb's router ID is per manager replica (manager flag --router-id, by default the node's IPv4 address)", s.RouterID)
 	}
 	if sel, ok := mergeOr(s.NodeSelectors); ok {
 		ep.Spec.NodeSelector = sel

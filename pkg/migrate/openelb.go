@@ -226,13 +226,13 @@ func (c *conv) openelb(objs []Object) error {
 		src := "BgpConf " + conf.Name
 		localASN = s.AS
 		if s.RouterID != "" {
-			c.warn("%s: routerId %s is not carried (eiplb's router ID is the node's IPv4 address)", src, s.RouterID)
+			c.warn("%s: routerId %s is not carried: eiplb's router ID is per manager replica (manager flag --router-id, by default the node's IPv4 address)", src, s.RouterID)
 		}
 		if len(s.ASPerRack) > 0 {
 			c.warn("%s: asPerRack is not carried: eiplb's local ASN is per BGPPeer (split peers by rack with nodeSelector)", src)
 		}
 		if s.ListenPort > 0 || len(s.ListenAddresses) > 0 {
-			c.warn("%s: listenPort/listenAddresses are not carried: eiplb dials the routers and accepts no incoming BGP connection", src)
+			c.warn("%s: listenPort/listenAddresses are not carried: eiplb dials the routers (manager flag --bgp-listen-port, default none); configure the routers to accept the managers' sessions", src)
 		}
 		if s.Policy != "" {
 			c.warn("%s: policy %s is not carried", src, s.Policy)
