@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/cli"
@@ -123,5 +125,51 @@ func TestErrors(t *testing.T) {
 	testenv.Must(t, run([]string{"version"}, &b)) // needs no kubeconfig
 	if !strings.HasPrefix(b.String(), "kubectl-eiplb ") {
 		t.Errorf("version: %q", b.String())
+	}
+}
+
+// TestKrewManifest checks the krew manifest template against the archives
+// hack/plugin-release.sh builds: one platform per OS and architecture
+// released, each archive named as the script names it, holding the binary.
+func TestKrewManifest(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/krew/eiplb.yaml")
+	testenv.Must(t, err)
+	var m struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct{ Name string }
+		Spec       struct {
+			Version, ShortDescription string
+			Platforms                 []struct {
+				Selector struct{ MatchLabels map[string]string }
+				URI, Sha256, Bin      string
+				Files                 []struct{ From, To string }
+			}
+		}
+	}
+	testenv.Must(t, yaml.Unmarshal(b, &m))
+	if m.APIVersion != "krew.googlecontainertools.github.com/v1alpha2" || m.Kind != "Plugin" || m.Metadata.Name != "eiplb" || m.Spec.Version != "${VERSION}" || m.Spec.ShortDescription == "" {
+		t.Fatalf("manifest header: %+v", m)
+	}
+	script, err := os.ReadFile("../../hack/plugin-release.sh")
+	testenv.Must(t, err)
+	if !strings.Contains(string(script), `kubectl-eiplb_${version}_${os}_${arch}.tar.gz`) {
+		t.Fatal("hack/plugin-release.sh no longer names archives kubectl-eiplb_<version>_<os>_<arch>.tar.gz")
+	}
+	seen := map[string]bool{}
+	for _, p := range m.Spec.Platforms {
+		goos, arch := p.Selector.MatchLabels["os"], p.Selector.MatchLabels["arch"]
+		seen[goos+"/"+arch] = true
+		if want := "${RELEASE_URL}/kubectl-eiplb_${VERSION}_" + goos + "_" + arch + ".tar.gz"; p.URI != want {
+			t.Errorf("%s/%s: uri %q, want %q", goos, arch, p.URI, want)
+		}
+		if p.Sha256 != "${SHA256_"+goos+"_"+arch+"}" || p.Bin != "kubectl-eiplb" || len(p.Files) != 2 || p.Files[0].From != "kubectl-eiplb" {
+			t.Errorf("%s/%s: %+v", goos, arch, p)
+		}
+	}
+	for _, want := range []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64"} {
+		if !seen[want] {
+			t.Errorf("no platform %s", want)
+		}
 	}
 }
