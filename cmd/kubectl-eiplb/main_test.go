@@ -141,9 +141,9 @@ func TestKrewManifest(t *testing.T) {
 		Spec       struct {
 			Version, ShortDescription string
 			Platforms                 []struct {
-				Selector struct{ MatchLabels map[string]string }
-				URI, Sha256, Bin      string
-				Files                 []struct{ From, To string }
+				Selector         struct{ MatchLabels map[string]string }
+				URI, Sha256, Bin string
+				Files            []struct{ From, To string }
 			}
 		}
 	}

@@ -299,3 +299,28 @@ func TestCommands(t *testing.T) {
 		}
 	})
 }
+
+// FuzzParseServiceRef: explain's arguments never panic, and what is
+// accepted names a valid Service in a valid (or the context's) namespace.
+func FuzzParseServiceRef(f *testing.F) {
+	f.Add("svc", "web", "", false)
+	f.Add("svc", "team/web", "team", true)
+	f.Add("svc/web", "", "x", true)
+	f.Add("service", "a/b/c", "", false)
+	f.Fuzz(func(t *testing.T, a, b, ns string, nsSet bool) {
+		args := []string{a}
+		if b != "" {
+			args = append(args, b)
+		}
+		ref, err := ParseServiceRef(args, ns, nsSet)
+		if err != nil {
+			return
+		}
+		if ref.Name == "" || strings.Contains(ref.Name, "/") || strings.Contains(ref.Namespace, "/") {
+			t.Fatalf("%q -n %q (%v): %+v", args, ns, nsSet, ref)
+		}
+		if nsSet && ref.Namespace != ns {
+			t.Fatalf("%q -n %q: namespace %q", args, ns, ref.Namespace)
+		}
+	})
+}

@@ -162,3 +162,21 @@ func TestNormalizeAddress(t *testing.T) {
 		}
 	}
 }
+
+// FuzzNormalizeAddress: any input either fails or gives an entry that
+// normalizes to itself and contains the addresses it names.
+func FuzzNormalizeAddress(f *testing.F) {
+	for _, s := range []string{"192.0.2.7/24", "192.0.2.1 - 192.0.2.9", "2001:db8::1/120", "::", "1.2.3.4-", "-", "a/b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := normalizeAddress(s)
+		if err != nil {
+			return
+		}
+		again, err := normalizeAddress(n)
+		if err != nil || again != n {
+			t.Fatalf("%q → %q → %q, %v", s, n, again, err)
+		}
+	})
+}
