@@ -49,6 +49,15 @@ build: ## Build bin/eiplb-manager, bin/eiplb-agent and the kubectl plugin bin/ku
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BINDIR)/eiplb-agent ./cmd/agent
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BINDIR)/kubectl-eiplb ./cmd/kubectl-eiplb
 
+# Where make plugin-release writes the kubectl-eiplb archives and the krew
+# manifest; RELEASE_URL is the URL they will be published under.
+RELEASE_DIR ?= dist
+RELEASE_URL ?= RELEASE_URL
+
+.PHONY: plugin-release
+plugin-release: ## Build kubectl-eiplb_VERSION_OS_ARCH.tar.gz (linux, darwin × amd64, arm64) and the krew manifest RELEASE_DIR/eiplb.yaml (from deploy/krew/eiplb.yaml, with sha256s).
+	VERSION=$(VERSION) RELEASE_URL=$(RELEASE_URL) GO=$(GO) hack/plugin-release.sh $(RELEASE_DIR)
+
 # Container images: make images IMAGE_REPO=ghcr.io/you IMAGE_TAG=v0.1.0
 IMAGE_REPO ?= ghcr.io/eiplb
 IMAGE_TAG ?= latest

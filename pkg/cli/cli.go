@@ -23,6 +23,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	announcectrl "github.com/eiplb/eiplb/pkg/controller/announce"
 	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/ipam"
 )
 
 // Pool is one EIPPool's usage.
@@ -221,7 +223,53 @@ type Options struct {
 	Class  string // loadBalancerClass served
 	// NoClass: Services without a class are served too.
 	NoClass bool
+	// Namespace, when set, limits status to that namespace's Services.
+	Namespace string
 }
+
+// ServiceRef names the Service explain looks at.
+type ServiceRef struct{ Namespace, Name string }
+
+// ParseServiceRef reads explain's arguments as kubectl would: "svc NAME",
+// "svc NAMESPACE/NAME" or "svc/NAME" ("service" and "services" too), with
+// the namespace from -n (ns, when nsSet). It needs no API server, so bad
+// arguments are reported before any kubeconfig is read. An empty Namespace
+// in the result means: the kubeconfig context's namespace.
+func ParseServiceRef(args []string, ns string, nsSet bool) (ServiceRef, error) {
+	const usage = "want explain svc NAME [-n NAMESPACE], svc NAMESPACE/NAME or svc/NAME"
+	var arg string
+	switch {
+	case len(args) == 2 && isServiceWord(args[0]):
+		arg = args[1]
+	case len(args) == 1 && strings.Contains(args[0], "/") && isServiceWord(args[0][:strings.Index(args[0], "/")]):
+		arg = args[0][strings.Index(args[0], "/")+1:]
+		if strings.Contains(arg, "/") {
+			return ServiceRef{}, fmt.Errorf("%q: %s", args[0], usage)
+		}
+	default:
+		return ServiceRef{}, fmt.Errorf("explain got %q: %s", strings.Join(args, " "), usage)
+	}
+	ref := ServiceRef{Name: arg}
+	if n, name, ok := strings.Cut(arg, "/"); ok {
+		ref = ServiceRef{Namespace: n, Name: name}
+		if nsSet && ns != n {
+			return ServiceRef{}, fmt.Errorf("explain: %q names namespace %q but -n says %q", arg, n, ns)
+		}
+	} else if nsSet {
+		ref.Namespace = ns
+	}
+	if errs := validation.IsDNS1035Label(ref.Name); len(errs) > 0 {
+		return ServiceRef{}, fmt.Errorf("explain: Service name %q is invalid: %s", ref.Name, errs[0])
+	}
+	if ref.Namespace != "" || strings.Contains(arg, "/") { // empty: from the kubeconfig
+		if errs := validation.IsDNS1123Label(ref.Namespace); len(errs) > 0 {
+			return ServiceRef{}, fmt.Errorf("explain: namespace %q is invalid: %s", ref.Namespace, errs[0])
+		}
+	}
+	return ref, nil
+}
+
+func isServiceWord(s string) bool { return s == "svc" || s == "service" || s == "services" }
 
 // Pools reads the pools' usage.
 func Pools(ctx context.Context, c client.Reader) ([]Pool, error) {
@@ -270,11 +318,11 @@ func Peers(ctx context.Context, c client.Reader) ([]Peer, error) {
 // and the newest announce Event.
 func Services(ctx context.Context, c client.Reader, o Options) ([]Service, error) {
 	var list corev1.ServiceList
-	if err := c.List(ctx, &list); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(o.Namespace)); err != nil {
 		return nil, err
 	}
 	var events eventsv1.EventList
-	if err := c.List(ctx, &events); err != nil {
+	if err := c.List(ctx, &events, client.InNamespace(o.Namespace)); err != nil {
 		return nil, err
 	}
 	reports, err := eipNodes(ctx, c)
@@ -321,11 +369,24 @@ func service(ctx context.Context, c client.Reader, s *corev1.Service, events []e
 	if err := c.List(ctx, &slices_, client.InNamespace(s.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
 		return sv, err
 	}
+	// A dual-stack pod is an endpoint in one slice per family: count it
+	// once, as the announcer does.
+	seen := map[string]bool{}
 	for _, es := range slices_.Items {
 		for _, e := range es.Endpoints {
-			if e.NodeName == nil || !dataplane.Ready(e.Conditions) {
+			if e.NodeName == nil || !dataplane.Ready(e.Conditions) || len(e.Addresses) == 0 {
 				continue
 			}
+			id := "addr/" + e.Addresses[0]
+			if r := e.TargetRef; r != nil && r.UID != "" {
+				id = "uid/" + string(r.UID)
+			} else if r != nil && r.Name != "" {
+				id = "ref/" + r.Kind + "/" + r.Namespace + "/" + r.Name
+			}
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
 			if sv.NodesWithEndpoints == nil {
 				sv.NodesWithEndpoints = map[string]int{}
 			}
@@ -439,7 +500,7 @@ func Explain(ctx context.Context, c client.Reader, ns, name string, o Options) (
 			continue
 		}
 		var alloc v1alpha1.EIPAllocation
-		if err := c.Get(ctx, client.ObjectKey{Name: addr.String()}, &alloc); err == nil {
+		if err := c.Get(ctx, client.ObjectKey{Name: ipam.AllocationName(addr)}, &alloc); err == nil {
 			find("%s is recorded in EIPAllocation %s from pool %s", a, alloc.Name, alloc.Spec.Pool)
 		} else {
 			find("%s has no EIPAllocation record (%v)", a, err)

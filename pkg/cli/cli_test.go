@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
+	"github.com/eiplb/eiplb/pkg/ipam"
 	"github.com/eiplb/eiplb/pkg/testenv"
 )
 
@@ -249,12 +251,76 @@ func TestCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("dual-stack: IPv6 record found, a pod counted once", func(t *testing.T) {
+		ctx, c := t.Context(), env.Client
+		testenv.Must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ds"}}))
+		svc := testenv.LoadBalancer("ds", "web")
+		testenv.Must(t, c.Create(ctx, svc))
+		// The test API server is IPv4-only; the status is what counts.
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.2"}, {IP: "2001:db8::2"}}
+		svc.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionIPAllocated, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAllocated, LastTransitionTime: metav1.Now()}}
+		testenv.Must(t, c.Status().Update(ctx, svc))
+		holder := []v1alpha1.ServiceReference{{Namespace: "ds", Name: "web", UID: string(svc.UID)}}
+		for _, a := range []string{"192.0.2.2", "2001:db8::2"} {
+			addr := netip.MustParseAddr(a)
+			testenv.Must(t, c.Create(ctx, &v1alpha1.EIPAllocation{ObjectMeta: metav1.ObjectMeta{Name: ipam.AllocationName(addr)},
+				Spec: v1alpha1.EIPAllocationSpec{Address: a, Pool: "web", Services: holder}}))
+		}
+		pod := &corev1.ObjectReference{Kind: "Pod", Namespace: "ds", Name: "web-1", UID: "6a1f0c1e-0000-4000-8000-000000000001"}
+		for fam, addr := range map[discoveryv1.AddressType]string{discoveryv1.AddressTypeIPv4: "10.244.1.9", discoveryv1.AddressTypeIPv6: "fd00:10:244:1::9"} {
+			testenv.Must(t, c.Create(ctx, &discoveryv1.EndpointSlice{
+				ObjectMeta:  metav1.ObjectMeta{Namespace: "ds", Name: "web-" + strings.ToLower(string(fam)), Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+				AddressType: fam,
+				Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{addr}, NodeName: ptr.To("node1"), TargetRef: pod, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+			}))
+		}
+
+		out := run(t, Options{}, "explain", "svc", "ds/web")
+		for _, want := range []string{"192.0.2.2 is recorded in EIPAllocation 192.0.2.2 from pool web",
+			"2001:db8::2 is recorded in EIPAllocation 2001-0db8-0000-0000-0000-0000-0000-0002 from pool web"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("explain lacks %q:\n%s", want, out)
+			}
+		}
+		var st Status
+		testenv.Must(t, json.Unmarshal([]byte(run(t, Options{Output: "json"}, "status")), &st))
+		i := slices.IndexFunc(st.Services, func(s Service) bool { return s.Namespace == "ds" })
+		if i < 0 || st.Services[i].NodesWithEndpoints["node1"] != 1 {
+			t.Errorf("a dual-stack pod (one endpoint in each family's slice) must count once: %+v", st.Services)
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		for _, cmd := range [][]string{{"explain", "svc", "nonamespace"}, {"frobnicate"}, {"explain", "svc", "default/missing"}} {
 			var b bytes.Buffer
 			if err := Run(t.Context(), env.Client, &b, cmd, Options{}); err == nil {
 				t.Errorf("%v: no error", cmd)
 			}
+		}
+	})
+}
+
+// FuzzParseServiceRef: explain's arguments never panic, and what is
+// accepted names a valid Service in a valid (or the context's) namespace.
+func FuzzParseServiceRef(f *testing.F) {
+	f.Add("svc", "web", "", false)
+	f.Add("svc", "team/web", "team", true)
+	f.Add("svc/web", "", "x", true)
+	f.Add("service", "a/b/c", "", false)
+	f.Fuzz(func(t *testing.T, a, b, ns string, nsSet bool) {
+		args := []string{a}
+		if b != "" {
+			args = append(args, b)
+		}
+		ref, err := ParseServiceRef(args, ns, nsSet)
+		if err != nil {
+			return
+		}
+		if ref.Name == "" || strings.Contains(ref.Name, "/") || strings.Contains(ref.Namespace, "/") {
+			t.Fatalf("%q -n %q (%v): %+v", args, ns, nsSet, ref)
+		}
+		if nsSet && ref.Namespace != ns {
+			t.Fatalf("%q -n %q: namespace %q", args, ns, ref.Namespace)
 		}
 	})
 }
