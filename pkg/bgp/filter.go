@@ -2,9 +2,11 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
@@ -80,21 +82,50 @@ func (s *Speaker) addFilter(ctx context.Context, addr netip.Addr) error {
 }
 
 // removeFilter drops a peer's policy and sets; call after the peer is gone.
-func (s *Speaker) removeFilter(ctx context.Context, addr netip.Addr) {
+// What doesn't exist (addFilter failed before creating it) is no error. The
+// filter is forgotten only once all of it is gone: otherwise SetPeers
+// retries (removeStaleFilters), and a peer at the address is not added
+// again while its old policy, which may reject prefixes for it, is there.
+func (s *Speaker) removeFilter(ctx context.Context, addr netip.Addr) error {
 	f, ok := s.filters[addr]
 	if !ok {
-		return
+		return nil
 	}
 	nb, v4, v6, pol := filterNames(f.idx)
-	_ = s.srv.DeletePolicyAssignment(ctx, &api.DeletePolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_EXPORT, Policies: []*api.Policy{{Name: pol}}}})
-	_ = s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: pol}, PreserveStatements: false, All: true})
-	for _, name := range []string{v4, v6} {
-		_ = s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: prefixSet(name), All: true})
+	var errs []error
+	step := func(what string, err error) {
+		if err != nil && !notFound(err) {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
 	}
-	_ = s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: nb}, All: true})
+	step("policy assignment", s.srv.DeletePolicyAssignment(ctx, &api.DeletePolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_EXPORT, Policies: []*api.Policy{{Name: pol}}}}))
+	step("policy "+pol, s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: pol}, PreserveStatements: false, All: true}))
+	for _, name := range []string{v4, v6} {
+		step("prefix set "+name, s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: prefixSet(name), All: true}))
+	}
+	step("neighbor set "+nb, s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: nb}, All: true}))
+	if len(errs) > 0 {
+		return fmt.Errorf("removing the export filter of %s: %w", addr, errors.Join(errs...))
+	}
 	delete(s.filters, addr)
+	return nil
 }
+
+// removeStaleFilters retries removing the filters of peers that are gone.
+func (s *Speaker) removeStaleFilters(ctx context.Context) error {
+	var errs []error
+	for addr := range s.filters {
+		if _, ok := s.peers[addr]; !ok {
+			errs = append(errs, s.removeFilter(ctx, addr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// notFound: GoBGP's error for deleting a policy, assignment or set that
+// does not exist (its errors have no type; the text is all there is).
+func notFound(err error) bool { return strings.Contains(err.Error(), "not found") }
 
 // allowed returns the peers a prefix may go to (nil: all), from what the
 // owners want now. It looks only at the prefix's own paths.

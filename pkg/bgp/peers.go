@@ -40,21 +40,26 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []route.Peer) error {
 		}
 		delete(s.peers, addr)
 		delete(s.bfdOn, addr)
-		s.removeFilter(ctx, addr)
 		s.log.Info("Removed BGP peer", "peer", addr)
+	}
+	// The filters of removed peers, and of earlier removals that failed.
+	if err := s.removeStaleFilters(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	for addr, p := range want {
 		if _, ok := s.peers[addr]; ok {
 			continue
 		}
+		if _, stale := s.filters[addr]; stale {
+			errs = append(errs, fmt.Errorf("peer %s: the export filter of the previous peer at that address is not removed yet", p))
+			continue
+		}
 		if err := s.addFilter(ctx, addr); err != nil {
-			errs = append(errs, err)
-			s.removeFilter(ctx, addr)
+			errs = append(errs, err, s.removeFilter(ctx, addr))
 			continue
 		}
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, false)}); err != nil {
-			s.removeFilter(ctx, addr)
-			errs = append(errs, fmt.Errorf("adding peer %s: %w", p, err))
+			errs = append(errs, fmt.Errorf("adding peer %s: %w", p, err), s.removeFilter(ctx, addr))
 			continue
 		}
 		s.peers[addr] = p

@@ -368,6 +368,18 @@ type statusWriter struct {
 	interval time.Duration
 
 	last map[string]v1alpha1.BGPSession
+	// failing is the failure write logged last: a failure is logged when
+	// it appears or changes, not on every tick, and counted every time.
+	failing string
+}
+
+// failed counts a failure of write's step and logs it once.
+func (w *statusWriter) failed(ctx context.Context, step, peer string, err error) {
+	statusWriteErrors.WithLabelValues(step).Inc()
+	if msg := step + "\x00" + peer + "\x00" + err.Error(); msg != w.failing {
+		w.failing = msg
+		log.FromContext(ctx).Error(err, "Writing BGP session status failed; retrying every interval", "step", step, "peer", peer)
+	}
 }
 
 // Start runs until ctx ends, then removes this replica's entries.
@@ -393,6 +405,7 @@ func (w *statusWriter) NeedLeaderElection() bool { return false }
 func (w *statusWriter) write(ctx context.Context) {
 	states, err := w.speaker.PeerStates(ctx)
 	if err != nil {
+		w.failed(ctx, stepSpeaker, "", err)
 		return
 	}
 	byAddr := map[netip.Addr]route.PeerState{}
@@ -407,8 +420,10 @@ func (w *statusWriter) write(ctx context.Context) {
 	}
 	var list v1alpha1.BGPPeerList
 	if err := w.client.List(ctx, &list); err != nil {
+		w.failed(ctx, stepList, "", err)
 		return
 	}
+	ok := true
 	seen := map[string]bool{}
 	for i := range list.Items {
 		in := &list.Items[i]
@@ -439,7 +454,8 @@ func (w *statusWriter) write(ctx context.Context) {
 		now := metav1.Now()
 		entry.UpdatedAt = &now
 		if err := w.apply(ctx, in.Name, []v1alpha1.BGPSession{entry}); err != nil {
-			log.FromContext(ctx).Error(err, "Writing BGP session status", "peer", in.Name)
+			w.failed(ctx, stepWrite, in.Name, err)
+			ok = false
 			continue
 		}
 		w.last[in.Name] = entry
@@ -448,6 +464,9 @@ func (w *statusWriter) write(ctx context.Context) {
 		if !seen[name] {
 			delete(w.last, name)
 		}
+	}
+	if ok {
+		w.failing = ""
 	}
 }
 
