@@ -154,4 +154,3 @@ func TestRecordBeforeStatus(t *testing.T) {
 	must(t, k8s.Delete(ctx, rec))
 	r.WaitExactly(t, bgptest.IPv4)
 }
-
