@@ -173,16 +173,20 @@ func TestAgent(t *testing.T) {
 		_, _, applies := dp.state()
 		api := service(t, ns.Name, "api", "192.0.2.11")
 		slice(t, api, "10.1.0.6", "10.1.0.7")
+		// The record is programmed as soon as it exists, maybe before
+		// the slice: wait for both.
 		testenv.Eventually(t, 10*time.Second, func() string {
 			p, ok := a.Link().Programmed()["agent-test/api"]
 			if !ok || len(p.Addrs) != 1 || p.Addrs[0].String() != "192.0.2.11" {
 				return fmt.Sprintf("api programmed: %+v", p)
 			}
+			if kernel, _, _ := dp.state(); !strings.Contains(kernel, "192.0.2.11 . tcp . 80 . 1 : 10.1.0.7 . 8080") {
+				return "api's endpoints not in the kernel yet:\n" + kernel
+			}
 			return ""
 		})
-		kernel, _, after := dp.state()
-		if after <= applies || !strings.Contains(kernel, "192.0.2.11 . tcp . 80 . 1 : 10.1.0.7 . 8080") {
-			t.Fatalf("applies %d → %d, kernel:\n%s", applies, after, kernel)
+		if _, _, after := dp.state(); after <= applies {
+			t.Fatalf("applies %d → %d: the new Service was not an Apply", applies, after)
 		}
 	})
 
