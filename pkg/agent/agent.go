@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"sync"
 	"time"
@@ -36,12 +37,14 @@ import (
 	"github.com/eiplb/eiplb/pkg/agentlink"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/ipam"
 	"github.com/eiplb/eiplb/pkg/serving"
 )
 
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=eiplb.io,resources=eipallocations,verbs=get;list;watch
 
 // Dataplane is what the agent needs of the kernel writer (pkg/dataplane/nft).
 type Dataplane interface {
@@ -126,7 +129,7 @@ func New(cfg *rest.Config, dp Dataplane, opts Options) (*Agent, error) {
 		opts.DrainTimeout = 10 * time.Second
 	}
 	scheme := runtime.NewScheme()
-	if err := errors.Join(corev1.AddToScheme(scheme), discoveryv1.AddToScheme(scheme)); err != nil {
+	if err := errors.Join(corev1.AddToScheme(scheme), discoveryv1.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
 		return nil, err
 	}
 	a := &Agent{opts: opts, dp: dp, table: dataplane.NewTable(opts.Mode), synced: make(chan struct{}),
@@ -147,12 +150,15 @@ func New(cfg *rest.Config, dp Dataplane, opts Options) (*Agent, error) {
 				// Every field dataplane.Compute reads.
 				spec.Ports, spec.ExternalTrafficPolicy = x.Spec.Ports, x.Spec.ExternalTrafficPolicy
 				spec.LoadBalancerSourceRanges, spec.SessionAffinity = x.Spec.LoadBalancerSourceRanges, x.Spec.SessionAffinity
-			} else {
-				// Services eiplb does not serve are kept as bare names.
-				x.Status = corev1.ServiceStatus{}
 			}
-			x.Spec = spec
-			x.Status.Conditions = nil
+			// Services eiplb does not serve are kept as bare names; the
+			// addresses of the others come from their records, not the
+			// status.
+			x.Spec, x.Status = spec, corev1.ServiceStatus{}
+		case *v1alpha1.EIPAllocation:
+			// The address and who holds it.
+			x.Labels = nil
+			x.Spec.Pool, x.Spec.SharingKey = "", ""
 		case *discoveryv1.EndpointSlice:
 			x.Labels = map[string]string{discoveryv1.LabelServiceName: x.Labels[discoveryv1.LabelServiceName]}
 			for i := range x.Endpoints {
@@ -186,9 +192,31 @@ func New(cfg *rest.Config, dp Dataplane, opts Options) (*Agent, error) {
 		}); err != nil {
 		return nil, err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.EIPAllocation{}, recordServiceIndex,
+		func(o client.Object) []string {
+			var out []string
+			for _, s := range o.(*v1alpha1.EIPAllocation).Spec.Services {
+				out = append(out, s.UID)
+			}
+			return out
+		}); err != nil {
+		return nil, err
+	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
 		For(&corev1.Service{}, builder.WithPredicates(a.servicePredicate())).
+		// A Service's addresses are those of the records naming it: the
+		// rules follow a record as soon as IPAM wrote it, before the
+		// Service status. An update maps the old and the new record, so a
+		// Service dropped from one is reconciled too.
+		Watches(&v1alpha1.EIPAllocation{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			rec := o.(*v1alpha1.EIPAllocation)
+			out := make([]reconcile.Request, 0, len(rec.Spec.Services))
+			for _, s := range rec.Spec.Services {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: s.Namespace, Name: s.Name}})
+			}
+			return out
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			name := o.GetLabels()[discoveryv1.LabelServiceName]
 			if name == "" {
@@ -222,7 +250,10 @@ func New(cfg *rest.Config, dp Dataplane, opts Options) (*Agent, error) {
 	return a, nil
 }
 
-const sliceServiceIndex = "eiplb.io/service-name"
+const (
+	sliceServiceIndex  = "eiplb.io/service-name"
+	recordServiceIndex = "eiplb.io/service-uid"
+)
 
 // Link is the agent's link server (tests read the programmed set).
 func (a *Agent) Link() *agentlink.Server { return a.link }
@@ -235,7 +266,13 @@ func (a *Agent) servicePredicate() predicate.Funcs {
 	return predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool { return relevant(e.Object) },
 		DeleteFunc: func(e event.DeleteEvent) bool { return relevant(e.Object) },
-		UpdateFunc: func(e event.UpdateEvent) bool { return relevant(e.ObjectOld) || relevant(e.ObjectNew) },
+		// The cache keeps only the spec fields the rules use (the status
+		// not at all): a status write changes nothing here.
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*corev1.Service), e.ObjectNew.(*corev1.Service)
+			return (relevant(o) || relevant(n)) &&
+				(!reflect.DeepEqual(o.Spec, n.Spec) || o.Generation != n.Generation || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil))
+		},
 	}
 }
 
@@ -371,7 +408,23 @@ func programmed(d dataplane.Service) *agentlink.Programmed {
 	return &agentlink.Programmed{Generation: d.Generation, Addrs: d.EIPs}
 }
 
+// compute is the Service's rules: its addresses are those of the
+// EIPAllocation records naming it by UID (IPAM's truth), never its status,
+// which IPAM writes after the records and only reports them. An address
+// the status shows without a record is not programmed (IPAM adopts such
+// addresses at its start, writing their records); an address with a
+// record is programmed before the status shows it.
 func (a *Agent) compute(ctx context.Context, s *corev1.Service) (dataplane.Service, error) {
+	var recs v1alpha1.EIPAllocationList
+	if err := a.mgr.GetClient().List(ctx, &recs, client.MatchingFields{recordServiceIndex: string(s.UID)}); err != nil {
+		return dataplane.Service{}, err
+	}
+	var eips []netip.Addr
+	for i := range recs.Items {
+		if addr, err := netip.ParseAddr(recs.Items[i].Spec.Address); err == nil && ipam.AllocationName(addr) == recs.Items[i].Name {
+			eips = append(eips, addr)
+		}
+	}
 	var list discoveryv1.EndpointSliceList
 	if err := a.mgr.GetClient().List(ctx, &list, client.InNamespace(s.Namespace),
 		client.MatchingFields{sliceServiceIndex: s.Name}); err != nil {
@@ -381,7 +434,7 @@ func (a *Agent) compute(ctx context.Context, s *corev1.Service) (dataplane.Servi
 	for i := range list.Items {
 		eps[i] = &list.Items[i]
 	}
-	return dataplane.Compute(s, eps, a.opts.NodeName, a.opts.Mode), nil
+	return dataplane.Compute(s, eips, eps, a.opts.NodeName, a.opts.Mode), nil
 }
 
 // Reconcile brings one Service's rules up to date.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eiplb/eiplb/pkg/agent"
+	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/dataplane"
+	"github.com/eiplb/eiplb/pkg/ipam"
 	"github.com/eiplb/eiplb/pkg/testenv"
 )
 
@@ -77,13 +80,32 @@ func (r *recorder) state() (kernel string, syncs, applies int) {
 	return r.kernel, r.syncs, r.applies
 }
 
+// service creates a Service holding ip as IPAM does: the EIPAllocation
+// record, then the status.
 func service(t *testing.T, ns, name, ip string) *corev1.Service {
 	t.Helper()
 	s := testenv.LoadBalancer(ns, name)
 	testenv.Must(t, k8s.Create(ctx, s))
+	record(t, s, ip)
 	s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
 	testenv.Must(t, k8s.Status().Update(ctx, s))
 	return s
+}
+
+// record writes the EIPAllocation record of ip, held by s.
+func record(t *testing.T, s *corev1.Service, ip string) *v1alpha1.EIPAllocation {
+	t.Helper()
+	addr := netip.MustParseAddr(ip)
+	rec := &v1alpha1.EIPAllocation{
+		ObjectMeta: metav1.ObjectMeta{Name: ipam.AllocationName(addr)},
+		Spec: v1alpha1.EIPAllocationSpec{Address: ip, Pool: "default", Services: []v1alpha1.ServiceReference{
+			{Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)},
+		}},
+	}
+	// Left in place (a subtest's cleanup would take the address from the
+	// Service for the later ones); the API server is the test's own.
+	testenv.Must(t, k8s.Create(ctx, rec))
+	return rec
 }
 
 func slice(t *testing.T, s *corev1.Service, addrs ...string) *discoveryv1.EndpointSlice {
@@ -156,16 +178,20 @@ func TestAgent(t *testing.T) {
 		_, _, applies := dp.state()
 		api := service(t, ns.Name, "api", "192.0.2.11")
 		slice(t, api, "10.1.0.6", "10.1.0.7")
+		// The record is programmed as soon as it exists, maybe before
+		// the slice: wait for both.
 		testenv.Eventually(t, 10*time.Second, func() string {
 			p, ok := a.Link().Programmed()["agent-test/api"]
 			if !ok || len(p.Addrs) != 1 || p.Addrs[0].String() != "192.0.2.11" {
 				return fmt.Sprintf("api programmed: %+v", p)
 			}
+			if kernel, _, _ := dp.state(); !strings.Contains(kernel, "192.0.2.11 . tcp . 80 . 1 : 10.1.0.7 . 8080") {
+				return "api's endpoints not in the kernel yet:\n" + kernel
+			}
 			return ""
 		})
-		kernel, _, after := dp.state()
-		if after <= applies || !strings.Contains(kernel, "192.0.2.11 . tcp . 80 . 1 : 10.1.0.7 . 8080") {
-			t.Fatalf("applies %d → %d, kernel:\n%s", applies, after, kernel)
+		if _, _, after := dp.state(); after <= applies {
+			t.Fatalf("applies %d → %d: the new Service was not an Apply", applies, after)
 		}
 	})
 
@@ -202,6 +228,37 @@ func TestAgent(t *testing.T) {
 			}
 			return ""
 		})
+	})
+
+	// The records are IPAM's truth, the status its report: a record is
+	// programmed before any status shows it, an address the status alone
+	// shows is not, and the record's removal removes the rules.
+	t.Run("the record, not the status", func(t *testing.T) {
+		early := testenv.LoadBalancer(ns.Name, "early")
+		testenv.Must(t, k8s.Create(ctx, early))
+		slice(t, early, "10.1.0.9")
+		rec := record(t, early, "192.0.2.12")
+		testenv.Eventually(t, 10*time.Second, func() string {
+			p, ok := a.Link().Programmed()["agent-test/early"]
+			kernel, _, _ := dp.state()
+			if !ok || len(p.Addrs) != 1 || p.Addrs[0].String() != "192.0.2.12" || !strings.Contains(kernel, "192.0.2.12 . tcp . 80 . 0 : 10.1.0.9 . 8080") {
+				return fmt.Sprintf("early (record, no status) programmed: %+v, kernel:\n%s", p, kernel)
+			}
+			return ""
+		})
+		early.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.13"}}
+		testenv.Must(t, k8s.Status().Update(ctx, early))
+		testenv.Must(t, k8s.Delete(ctx, rec))
+		testenv.Eventually(t, 10*time.Second, func() string {
+			kernel, _, _ := dp.state()
+			if _, ok := a.Link().Programmed()["agent-test/early"]; ok || strings.Contains(kernel, "192.0.2.12") {
+				return "early still programmed after its record went:\n" + kernel
+			}
+			return ""
+		})
+		if kernel, _, _ := dp.state(); strings.Contains(kernel, "192.0.2.13") {
+			t.Fatalf("an address only the status shows was programmed:\n%s", kernel)
+		}
 	})
 
 	t.Run("delete: rules and report removed", func(t *testing.T) {

@@ -397,7 +397,11 @@ func service(ctx context.Context, c client.Reader, s *corev1.Service, events []e
 	if len(sv.Addresses) > 0 {
 		// The nodes the objects allow, then among them those the
 		// managers report programmed: the announcer's own code, twice.
-		res, err := announcectrl.Desired(ctx, c, s, nil)
+		recs, err := announcectrl.RecordsOf(ctx, c, s)
+		if err != nil {
+			return sv, err
+		}
+		res, err := announcectrl.Desired(ctx, c, s, recs, nil)
 		if err != nil {
 			return sv, err
 		}
@@ -406,7 +410,7 @@ func service(ctx context.Context, c client.Reader, s *corev1.Service, events []e
 			for _, n := range res.NextHops {
 				sv.Programmed[n], _ = programmedBy(reports[n], s.Namespace+"/"+s.Name)
 			}
-			if res, err = announcectrl.Desired(ctx, c, s, func(node string, svc announce.Service) bool {
+			if res, err = announcectrl.Desired(ctx, c, s, recs, func(node string, svc announce.Service) bool {
 				_, ok := programmedBy(reports[node], svc.Key)
 				return ok
 			}); err != nil {

@@ -32,7 +32,7 @@ func BenchmarkInitialCompute10k(b *testing.B) {
 	for b.Loop() {
 		t := NewTable(ModeNftables)
 		for i := range svcs {
-			t.Set(Compute(svcs[i], eps[i], "n1", ModeNftables))
+			t.Set(compute(svcs[i], eps[i], "n1", ModeNftables))
 		}
 	}
 }
@@ -43,7 +43,7 @@ func BenchmarkEndpointChange10k(b *testing.B) {
 	svcs, eps := servicesN(10000)
 	t := NewTable(ModeNftables)
 	for i := range svcs {
-		t.Set(Compute(svcs[i], eps[i], "n1", ModeNftables))
+		t.Set(compute(svcs[i], eps[i], "n1", ModeNftables))
 	}
 	alt := []*discoveryv1.EndpointSlice{slice("s00042", discoveryv1.AddressTypeIPv4,
 		[]discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 8080)}, ep{addr: "10.3.0.1", node: "n3"})}
@@ -55,7 +55,7 @@ func BenchmarkEndpointChange10k(b *testing.B) {
 			e = alt
 		}
 		i++
-		if tc := t.Set(Compute(svcs[42], e, "n1", ModeNftables)); tc.Empty() {
+		if tc := t.Set(compute(svcs[42], e, "n1", ModeNftables)); tc.Empty() {
 			b.Fatal("nothing touched")
 		}
 	}

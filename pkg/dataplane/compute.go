@@ -130,7 +130,8 @@ type Service struct {
 	Forwards []Forward
 }
 
-// Compute derives a Service's contribution on node from the Service and
+// Compute derives a Service's contribution on node from the Service, its
+// addresses eips (those of its EIPAllocation records, not its status) and
 // its EndpointSlices. Under Local only this node's endpoints are used; under
 // Cluster every endpoint, and remote ones are masqueraded (see Table).
 // Endpoints count when ready (or of unknown readiness) and not terminating;
@@ -143,10 +144,10 @@ type Service struct {
 // and the node itself) reach every endpoint of the cluster, wherever they
 // run, as with kube-proxy (only outside clients need the client address
 // kept and the node-local path).
-func Compute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, node string, mode Mode) Service {
+func Compute(svc *corev1.Service, eips []netip.Addr, eps []*discoveryv1.EndpointSlice, node string, mode Mode) Service {
 	out := Service{Key: svc.Namespace + "/" + svc.Name, Generation: svc.Generation}
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil && !slices.Contains(out.EIPs, a.Unmap()) {
+	for _, a := range eips {
+		if a.IsValid() && !slices.Contains(out.EIPs, a.Unmap()) {
 			out.EIPs = append(out.EIPs, a.Unmap())
 		}
 	}

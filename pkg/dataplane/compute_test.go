@@ -76,16 +76,16 @@ func scenario(mode Mode) *Table {
 			[]discoveryv1.EndpointPort{eport("http", corev1.ProtocolTCP, 8081)},
 			ep{addr: "fd00:1::5", node: "n1"}, ep{addr: "fd00:2::7", node: "n2"}),
 	}
-	t.Set(Compute(web, webSlices, "n1", mode))
+	t.Set(compute(web, webSlices, "n1", mode))
 	api := svc("api", true, []string{"192.0.2.11"}, port("", "", 443))
 	api.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
-	t.Set(Compute(api, []*discoveryv1.EndpointSlice{slice("api", discoveryv1.AddressTypeIPv4,
+	t.Set(compute(api, []*discoveryv1.EndpointSlice{slice("api", discoveryv1.AddressTypeIPv4,
 		[]discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 8443)},
 		ep{addr: "10.1.0.5", node: "n1"}, ep{addr: "10.1.0.6", node: "n1"}, ep{addr: "10.2.0.7", node: "n2"})}, "n1", mode))
 	// Shares 192.0.2.11 with api on another port, and has no endpoints yet.
 	shared := svc("shared", false, []string{"192.0.2.11"}, port("", corev1.ProtocolTCP, 8000))
 	shared.Spec.LoadBalancerSourceRanges = []string{"not-a-cidr"}
-	t.Set(Compute(shared, nil, "n1", mode))
+	t.Set(compute(shared, nil, "n1", mode))
 	return t
 }
 
@@ -116,7 +116,7 @@ func TestComputeLocalUsesOnlyLocalEndpoints(t *testing.T) {
 	s := svc("api", true, []string{"192.0.2.11"}, port("", "", 443))
 	sl := slice("api", discoveryv1.AddressTypeIPv4, []discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 8443)},
 		ep{addr: "10.1.0.5", node: "n1"}, ep{addr: "10.2.0.7", node: "n2"})
-	got := Compute(s, []*discoveryv1.EndpointSlice{sl}, "n2", ModeNftables)
+	got := compute(s, []*discoveryv1.EndpointSlice{sl}, "n2", ModeNftables)
 	if len(got.Forwards) != 2 || len(got.Forwards[0].Endpoints) != 1 || got.Forwards[0].Internal ||
 		got.Forwards[0].Endpoints[0] != (Endpoint{Addr: netip.MustParseAddr("10.2.0.7"), Port: 8443, Local: true}) {
 		t.Fatalf("got %+v", got.Forwards)
@@ -131,13 +131,13 @@ func TestComputeLocalUsesOnlyLocalEndpoints(t *testing.T) {
 	}
 	// On a node without a local endpoint: none for outside clients, every
 	// endpoint for in-cluster ones.
-	got = Compute(s, []*discoveryv1.EndpointSlice{sl}, "n3", ModeNftables)
+	got = compute(s, []*discoveryv1.EndpointSlice{sl}, "n3", ModeNftables)
 	if len(got.Forwards) != 2 || len(got.Forwards[0].Endpoints) != 0 || len(got.Forwards[1].Endpoints) != 2 {
 		t.Fatalf("node without endpoints: %+v", got.Forwards)
 	}
 	// Cluster Services have no internal forwards (one forward serves all).
 	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
-	if got = Compute(s, []*discoveryv1.EndpointSlice{sl}, "n3", ModeNftables); len(got.Forwards) != 1 {
+	if got = compute(s, []*discoveryv1.EndpointSlice{sl}, "n3", ModeNftables); len(got.Forwards) != 1 {
 		t.Fatalf("Cluster: %+v", got.Forwards)
 	}
 }
@@ -146,7 +146,7 @@ func TestComputeSkipsGarbage(t *testing.T) {
 	s := svc("x", false, []string{"not-an-ip", "192.0.2.1"}, port("", "ICMP", 1), port("p", corev1.ProtocolTCP, 80))
 	sl := slice("x", discoveryv1.AddressTypeIPv4, []discoveryv1.EndpointPort{eport("p", corev1.ProtocolTCP, 0), eport("p", corev1.ProtocolUDP, 80)},
 		ep{addr: "10.0.0.1", node: "n1"})
-	got := Compute(s, []*discoveryv1.EndpointSlice{sl}, "n1", ModeNftables)
+	got := compute(s, []*discoveryv1.EndpointSlice{sl}, "n1", ModeNftables)
 	if len(got.EIPs) != 1 || len(got.Forwards) != 1 || len(got.Forwards[0].Endpoints) != 0 {
 		t.Fatalf("got %+v", got)
 	}
@@ -176,7 +176,7 @@ func TestTableRefcounts(t *testing.T) {
 	// Setting it back restores the same table.
 	api := svc("api", true, []string{"192.0.2.11"}, port("", "", 443))
 	api.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
-	tab.Set(Compute(api, []*discoveryv1.EndpointSlice{slice("api", discoveryv1.AddressTypeIPv4,
+	tab.Set(compute(api, []*discoveryv1.EndpointSlice{slice("api", discoveryv1.AddressTypeIPv4,
 		[]discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 8443)},
 		ep{addr: "10.1.0.5", node: "n1"}, ep{addr: "10.1.0.6", node: "n1"}, ep{addr: "10.2.0.7", node: "n2"})}, "n1", ModeNftables))
 	if got := tab.String(); got != before {
@@ -198,10 +198,22 @@ func TestForwardKeyKeptByFirstOwner(t *testing.T) {
 		return []*discoveryv1.EndpointSlice{slice(name, discoveryv1.AddressTypeIPv4,
 			[]discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 80)}, ep{addr: addr, node: "n1"})}
 	}
-	tab.Set(Compute(svc("a", false, []string{"192.0.2.1"}, port("", "", 80)), sl("a", "10.0.0.1"), "n1", ModeNftables))
-	tab.Set(Compute(svc("b", false, []string{"192.0.2.1"}, port("", "", 80)), sl("b", "10.0.0.2"), "n1", ModeNftables))
+	tab.Set(compute(svc("a", false, []string{"192.0.2.1"}, port("", "", 80)), sl("a", "10.0.0.1"), "n1", ModeNftables))
+	tab.Set(compute(svc("b", false, []string{"192.0.2.1"}, port("", "", 80)), sl("b", "10.0.0.2"), "n1", ModeNftables))
 	fw := tab.Forwards[Key{EIP: netip.MustParseAddr("192.0.2.1"), Proto: TCP, Port: 80}]
 	if len(fw.Endpoints) != 1 || fw.Endpoints[0].Addr != netip.MustParseAddr("10.0.0.1") {
 		t.Fatalf("forward taken over: %+v", fw)
 	}
+}
+
+// compute is Compute with the addresses the test Service's status shows (in
+// a cluster they come from its EIPAllocation records).
+func compute(s *corev1.Service, eps []*discoveryv1.EndpointSlice, node string, mode Mode) Service {
+	var eips []netip.Addr
+	for _, ing := range s.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(ing.IP); err == nil {
+			eips = append(eips, a)
+		}
+	}
+	return Compute(s, eips, eps, node, mode)
 }

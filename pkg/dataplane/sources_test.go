@@ -69,7 +69,7 @@ func TestSourceRanges(t *testing.T) {
 func TestComputeRestrictsEveryForward(t *testing.T) {
 	s := svc("x", false, []string{"192.0.2.1", "2001:db8::1"}, port("a", corev1.ProtocolTCP, 80), port("b", corev1.ProtocolUDP, 53))
 	s.Spec.LoadBalancerSourceRanges = []string{"203.0.113.0/24"}
-	got := Compute(s, nil, "n1", ModeNftables)
+	got := compute(s, nil, "n1", ModeNftables)
 	if len(got.Forwards) != 4 {
 		t.Fatalf("forwards %+v", got.Forwards)
 	}
@@ -88,7 +88,7 @@ func TestComputeRestrictsEveryForward(t *testing.T) {
 		t.Fatalf("firewall %v forwards %v", tab.Firewall, tab.Forwards)
 	}
 	s.Spec.LoadBalancerSourceRanges = nil
-	tc := tab.Set(Compute(s, nil, "n1", ModeNftables))
+	tc := tab.Set(compute(s, nil, "n1", ModeNftables))
 	if len(tab.Firewall) != 0 || len(tc.Firewall) != 4 {
 		t.Fatalf("ranges removed: firewall %v, touched %v", tab.Firewall, tc.Firewall)
 	}
@@ -131,7 +131,7 @@ func TestComputeTerminatingFallback(t *testing.T) {
 			s := svc("x", tc.local, []string{"192.0.2.1"}, port("", corev1.ProtocolTCP, 80))
 			sl := slice("x", discoveryv1.AddressTypeIPv4, []discoveryv1.EndpointPort{eport("", corev1.ProtocolTCP, 8080)})
 			sl.Endpoints = tc.eps
-			got := Compute(s, []*discoveryv1.EndpointSlice{sl}, "n1", ModeNftables)
+			got := compute(s, []*discoveryv1.EndpointSlice{sl}, "n1", ModeNftables)
 			var addrs []string
 			for _, e := range got.Forwards[0].Endpoints {
 				addrs = append(addrs, e.Addr.String())

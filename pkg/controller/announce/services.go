@@ -5,6 +5,7 @@ package announce
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -56,6 +57,9 @@ type ServiceReconciler struct {
 }
 
 // Reconcile computes the Service's paths and hands them to the speaker.
+// The Service's addresses, and the pools they came from, are those of the
+// EIPAllocation records naming it (by UID): IPAM's truth, present before it
+// writes the Service status, which the announcer does not read.
 func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := req.String()
 	svc := &corev1.Service{}
@@ -68,9 +72,12 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	var res announce.Result
 	var addrs []netip.Addr
 	if svc != nil && r.opts.serves(svc) && svc.DeletionTimestamp == nil {
-		addrs = ingressAddrs(svc)
-		var err error
-		if res, err = Desired(ctx, r.client, svc, r.opts.Eligible); err != nil {
+		recs, err := indexedRecords(ctx, r.client, svc)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		addrs = recordAddrs(recs)
+		if res, err = Desired(ctx, r.client, svc, recs, r.opts.Eligible); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -83,15 +90,73 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	return ctrl.Result{}, nil
 }
 
-// ingressAddrs are a Service's addresses, as the agents program them.
-func ingressAddrs(svc *corev1.Service) []netip.Addr {
+// The manager's cache indexes EIPAllocation records by the UIDs of the
+// Services holding them and by pool.
+const (
+	recordServiceIndex = "eiplb.io/service-uid"
+	recordPoolIndex    = "eiplb.io/pool"
+)
+
+func recordServiceUIDs(o client.Object) []string {
+	rec, ok := o.(*v1alpha1.EIPAllocation)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(rec.Spec.Services))
+	for _, s := range rec.Spec.Services {
+		out = append(out, s.UID)
+	}
+	return out
+}
+
+func recordPool(o client.Object) []string {
+	if rec, ok := o.(*v1alpha1.EIPAllocation); ok && rec.Spec.Pool != "" {
+		return []string{rec.Spec.Pool}
+	}
+	return nil
+}
+
+// indexedRecords lists the records holding svc through the cache's index.
+func indexedRecords(ctx context.Context, c client.Reader, svc *corev1.Service) ([]v1alpha1.EIPAllocation, error) {
+	var list v1alpha1.EIPAllocationList
+	if err := c.List(ctx, &list, client.MatchingFields{recordServiceIndex: string(svc.UID)}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing the allocation records of %s: %w", klog.KObj(svc), err)
+	}
+	return list.Items, nil
+}
+
+// RecordsOf lists the EIPAllocation records holding svc, with a reader
+// that has no index (kubectl-eiplb): Desired's input.
+func RecordsOf(ctx context.Context, c client.Reader, svc *corev1.Service) ([]v1alpha1.EIPAllocation, error) {
+	var list v1alpha1.EIPAllocationList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(list.Items, func(rec v1alpha1.EIPAllocation) bool {
+		return !slices.Contains(recordServiceUIDs(&rec), string(svc.UID))
+	}), nil
+}
+
+// recordAddrs are the addresses of recs, sorted: what the announcer
+// announces and the agents program. A record whose name does not match its
+// address (only possible when written by hand) is ignored, as IPAM does.
+func recordAddrs(recs []v1alpha1.EIPAllocation) []netip.Addr {
 	var out []netip.Addr
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil {
+	for i := range recs {
+		if a, ok := recordAddr(&recs[i]); ok && !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
+	slices.SortFunc(out, netip.Addr.Compare)
 	return out
+}
+
+func recordAddr(rec *v1alpha1.EIPAllocation) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(rec.Spec.Address)
+	if err != nil || ipam.AllocationName(a) != rec.Name {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 func (r *ServiceReconciler) setServed(key string, addrs []netip.Addr) {
@@ -123,8 +188,10 @@ func (r *ServiceReconciler) servedSince(version uint64) (map[string][]netip.Addr
 // Desired is what the announcer announces for a served Service, read with
 // c: its paths and next hops, among the nodes eligible says may be next
 // hops (nil: every node the objects allow, as kubectl-eiplb shows them).
-func Desired(ctx context.Context, c client.Reader, svc *corev1.Service, eligible announce.Eligible) (announce.Result, error) {
-	in, err := gather(ctx, c, svc)
+// recs are the allocation records holding the Service (RecordsOf): its
+// addresses, and the pool whose labels select the advertisement.
+func Desired(ctx context.Context, c client.Reader, svc *corev1.Service, recs []v1alpha1.EIPAllocation, eligible announce.Eligible) (announce.Result, error) {
+	in, err := gather(ctx, c, svc, recs)
 	if err != nil {
 		return announce.Result{}, err
 	}
@@ -139,15 +206,24 @@ func Desired(ctx context.Context, c client.Reader, svc *corev1.Service, eligible
 	return announce.Desired(in, nodes, advs, eligible), nil
 }
 
-// gather builds the announcer's view of a Service.
-func gather(ctx context.Context, c client.Reader, svc *corev1.Service) (announce.Service, error) {
+// gather builds the announcer's view of a Service held by recs.
+func gather(ctx context.Context, c client.Reader, svc *corev1.Service, recs []v1alpha1.EIPAllocation) (announce.Service, error) {
 	out := announce.Service{
 		Key:   types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}.String(),
 		Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 	}
-	out.Addrs = ingressAddrs(svc)
+	out.Addrs = recordAddrs(recs)
 	if len(out.Addrs) > 0 {
-		out.PoolLabels = poolLabels(ctx, c, out.Addrs[0])
+		// The pool of the first address selects the advertisement.
+		var err error
+		for i := range recs {
+			if a, ok := recordAddr(&recs[i]); ok && a == out.Addrs[0] {
+				if out.PoolLabels, err = poolLabels(ctx, c, recs[i].Spec.Pool); err != nil {
+					return out, err
+				}
+				break
+			}
+		}
 	}
 	if out.Local {
 		var eps discoveryv1.EndpointSliceList
@@ -178,22 +254,22 @@ func gather(ctx context.Context, c client.Reader, svc *corev1.Service) (announce
 	return out, nil
 }
 
-// poolLabels finds the labels of the pool an address came from, through its
-// allocation record; nil (matching only selector-less advertisements) when
-// unknown.
-func poolLabels(ctx context.Context, c client.Reader, a netip.Addr) map[string]string {
-	rec := &v1alpha1.EIPAllocation{}
-	if err := c.Get(ctx, client.ObjectKey{Name: ipam.AllocationName(a)}, rec); err != nil {
-		return map[string]string{}
-	}
+// poolLabels are the labels of the named pool. A pool that does not exist
+// (deleted while its addresses are still held) has none: it matches only
+// selector-less advertisements, and the EIPPool watch re-queues its Services
+// when it comes back. Any other error is returned, to retry.
+func poolLabels(ctx context.Context, c client.Reader, name string) (map[string]string, error) {
 	pool := &v1alpha1.EIPPool{}
-	if err := c.Get(ctx, client.ObjectKey{Name: rec.Spec.Pool}, pool); err != nil {
-		return map[string]string{}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			return map[string]string{}, nil
+		}
+		return nil, fmt.Errorf("reading EIPPool %s: %w", name, err)
 	}
 	if pool.Labels == nil {
-		return map[string]string{}
+		return map[string]string{}, nil
 	}
-	return pool.Labels
+	return pool.Labels, nil
 }
 
 func nodeViews(ctx context.Context, c client.Reader) ([]announce.Node, error) {

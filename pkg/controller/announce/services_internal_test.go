@@ -38,7 +38,7 @@ func TestGatherCountsReadyEndpointsOnly(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(sch).WithObjects(slice).Build()
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"},
 		Spec: corev1.ServiceSpec{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal}}
-	got, err := gather(t.Context(), c, svc)
+	got, err := gather(t.Context(), c, svc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

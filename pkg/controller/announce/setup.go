@@ -30,7 +30,7 @@ import (
 
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=eiplb.io,resources=bgppeers;bgpadvertisements,verbs=get;list;watch
+// +kubebuilder:rbac:groups=eiplb.io,resources=bgppeers;bgpadvertisements;eipallocations;eippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=eiplb.io,resources=bgppeers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,namespace=eiplb-system
 
@@ -127,44 +127,49 @@ func Setup(mgr ctrl.Manager, speaker Speaker, opts Options) error {
 		for i := range list.Items {
 			if opts.serves(&list.Items[i]) {
 				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-				svcR.markSeen(client.ObjectKeyFromObject(&list.Items[i]).String())
 			}
 		}
 		return out
 	}
-	seenPredicate := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		svcR.markSeen(client.ObjectKeyFromObject(o).String())
-		return true
-	})
+	if err := indexRecords(mgr); err != nil {
+		return err
+	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("announce-service").
-		For(&corev1.Service{}, builder.WithPredicates(servicePredicate(opts), seenPredicate)).
+		Watches(&corev1.Service{}, svcR.stamped(func(_ context.Context, o client.Object) []reconcile.Request {
+			return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+		}), builder.WithPredicates(servicePredicate(opts))).
+		// The addresses of a Service and their pools come from its
+		// allocation records; a pool's labels select its advertisement.
+		Watches(&v1alpha1.EIPAllocation{}, svcR.stamped(recordHolders), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.EIPPool{}, svcR.stamped(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return poolHolders(ctx, mgr.GetClient(), o.GetName())
+		}), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		// A Local Service's next hops follow its endpoints.
-		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		Watches(&discoveryv1.EndpointSlice{}, svcR.stamped(func(_ context.Context, o client.Object) []reconcile.Request {
 			name := o.GetLabels()[discoveryv1.LabelServiceName]
 			if name == "" {
 				return nil
 			}
-			svcR.markSeen(o.GetNamespace() + "/" + name)
 			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
 		})).
 		// Only a change of what makes a node a next hop touches Services;
 		// status heartbeats don't.
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		Watches(&corev1.Node{}, svcR.stamped(func(ctx context.Context, _ client.Object) []reconcile.Request {
 			return allServices(ctx)
 		}), builder.WithPredicates(nodePredicate())).
-		Watches(&v1alpha1.BGPAdvertisement{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		Watches(&v1alpha1.BGPAdvertisement{}, svcR.stamped(func(ctx context.Context, _ client.Object) []reconcile.Request {
 			return allServices(ctx)
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// An agent's state: a whole node, or some of its Services.
-		WatchesRawSource(source.Channel(agentEvents, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		WatchesRawSource(source.Channel(agentEvents, svcR.stamped(func(ctx context.Context, o client.Object) []reconcile.Request {
 			if _, ok := o.(*corev1.Node); ok {
 				return allServices(ctx)
 			}
 			return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
 		}))).
 		// Peer selectors of advertisements match BGPPeer labels.
-		Watches(&v1alpha1.BGPPeer{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		Watches(&v1alpha1.BGPPeer{}, svcR.stamped(func(ctx context.Context, _ client.Object) []reconcile.Request {
 			return allServices(ctx)
 		}), builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), MaxConcurrentReconciles: 4}).
@@ -228,8 +233,8 @@ func servicePredicate(opts Options) predicate.Funcs {
 				return false
 			}
 			o, n := e.ObjectOld.(*corev1.Service), e.ObjectNew.(*corev1.Service)
+			// Not the status: the addresses come from the records.
 			return opts.serves(o) != opts.serves(n) ||
-				!reflect.DeepEqual(o.Status.LoadBalancer.Ingress, n.Status.LoadBalancer.Ingress) ||
 				o.Spec.ExternalTrafficPolicy != n.Spec.ExternalTrafficPolicy ||
 				n.DeletionTimestamp != nil
 		},
@@ -245,4 +250,59 @@ func nodePredicate() predicate.Funcs {
 			return !reflect.DeepEqual(ov, nv)
 		},
 	}
+}
+
+// indexRecords adds the cache indexes of EIPAllocation records the
+// announcer reads by (the Service UIDs holding them, their pool).
+func indexRecords(mgr ctrl.Manager) error {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(context.Background(), &v1alpha1.EIPAllocation{}, recordServiceIndex, recordServiceUIDs); err != nil {
+		return fmt.Errorf("indexing EIPAllocations by Service: %w", err)
+	}
+	if err := idx.IndexField(context.Background(), &v1alpha1.EIPAllocation{}, recordPoolIndex, recordPool); err != nil {
+		return fmt.Errorf("indexing EIPAllocations by pool: %w", err)
+	}
+	return nil
+}
+
+// recordHolders are the Services a record names (an update maps the old
+// and the new record, so a Service dropped from it is reconciled too).
+func recordHolders(_ context.Context, o client.Object) []reconcile.Request {
+	rec, ok := o.(*v1alpha1.EIPAllocation)
+	if !ok {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(rec.Spec.Services))
+	for _, s := range rec.Spec.Services {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: s.Namespace, Name: s.Name}})
+	}
+	return out
+}
+
+// poolHolders are the Services holding records of the pool.
+func poolHolders(ctx context.Context, c client.Reader, pool string) []reconcile.Request {
+	var list v1alpha1.EIPAllocationList
+	if err := c.List(ctx, &list, client.MatchingFields{recordPoolIndex: pool}, client.UnsafeDisableDeepCopy); err != nil {
+		// The cache's index answers without I/O; an error here is a bug.
+		ctrl.Log.WithName("announcer").Error(err, "Listing the allocation records of a pool failed", "pool", pool)
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		out = append(out, recordHolders(ctx, &list.Items[i])...)
+	}
+	return out
+}
+
+// stamped enqueues what fn maps an event to, and notes when each request
+// was first seen (eiplb_announce_latency_seconds). The handler does it,
+// once per event that passed the predicates, which stay free of effects.
+func (r *ServiceReconciler) stamped(fn handler.MapFunc) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		reqs := fn(ctx, o)
+		for _, q := range reqs {
+			r.markSeen(q.String())
+		}
+		return reqs
+	})
 }

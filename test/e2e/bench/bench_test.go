@@ -66,11 +66,11 @@ func TestBench(t *testing.T) {
 	b := &bench{t: t, l: l, fib: cluster.OpenFIB(t, l.Rtr), ns: api.Namespace(t), eps: map[string][]*discoveryv1.EndpointSlice{}}
 	var rep report
 
-	// Service → routed, one at a time, nothing else present.
-	routed, wire, calls := b.ones(sz.runs)
-	rep.dist("one Service created → all 3 next hops in the router's FIB (ms)", routed, "p99 ≤ 75")
-	rep.dist("one Service created → its first path received by the router (ms)", wire, "—")
-	rep.dist("(the API server's Service create call itself, not counted above) (ms)", calls, "—")
+	// Service → routed, one at a time, nothing else present, hop by hop.
+	one := b.ones(sz.runs)
+	rep.dist("one Service created → all 3 next hops in the router's FIB (ms)", one.routed, "p99 ≤ 75")
+	one.split(&rep, "")
+	rep.dist("(the API server's Service create call itself, not counted above) (ms)", one.calls, "—")
 
 	// Node death.
 	probe := b.service(false, 1, 2, 3)
@@ -98,10 +98,10 @@ func TestBench(t *testing.T) {
 	lat, lag := b.burst(sz.burst)
 	rep.dist(fmt.Sprintf("burst of %d created at once: each Service → routed (ms)", sz.burst), lat, "—")
 	rep.one(fmt.Sprintf("burst of %d: lag after the last create until all routed (ms)", sz.burst), lag, "≤ 1000")
-	routed, wire, calls = b.ones(sz.runs)
-	rep.dist(fmt.Sprintf("one Service → routed with %d present (ms)", b.n), routed, "no change from empty")
-	rep.dist(fmt.Sprintf("one Service → its first path received by the router with %d present (ms)", b.n), wire, "—")
-	rep.dist(fmt.Sprintf("(the API server's Service create call with %d present) (ms)", b.n), calls, "—")
+	one = b.ones(sz.runs)
+	rep.dist(fmt.Sprintf("one Service → routed with %d present (ms)", b.n), one.routed, "no change from empty")
+	one.split(&rep, fmt.Sprintf(" with %d present", b.n))
+	rep.dist(fmt.Sprintf("(the API server's Service create call with %d present) (ms)", b.n), one.calls, "—")
 	rep.mem(fmt.Sprintf("memory (VmRSS) at %d Services (MiB)", b.n), l, "manager ≤ 100, agent ≤ 40")
 	idle1 := b.idleCPU(l, 10*time.Second)
 	rep.text(fmt.Sprintf("manager CPU idle at %d Services (%% of one core)", b.n), idle1, "—")
@@ -214,35 +214,161 @@ func (b *bench) waitGateways(s *corev1.Service, want ...string) {
 	}
 }
 
+// created is what ones measured: per Service, from its create call
+// returning to each hop of the create path.
+type created struct {
+	record     []time.Duration // its EIPAllocation record is seen (IPAM's first write)
+	status     []time.Duration // its status shows the address (IPAM's second write)
+	programmed []time.Duration // all 3 agents have it in their nftables
+	wire       []time.Duration // the router received its first path (bgpd's log)
+	routed     []time.Duration // all 3 next hops in the router's FIB
+	calls      []time.Duration // the create call itself
+}
+
+// split adds the hops of the create path as rows.
+func (c created) split(rep *report, present string) {
+	rep.dist("  ↳ one Service created → its EIPAllocation record seen"+present+" (ms)", c.record, "—")
+	rep.dist("  ↳ one Service created → its status shows the address"+present+" (ms; the agents and announcer no longer wait for it)", c.status, "—")
+	rep.dist("  ↳ one Service created → programmed in all 3 agents' nftables"+present+" (ms)", c.programmed, "—")
+	rep.dist("  ↳ one Service created → its first path received by the router"+present+" (ms; our part)", c.wire, "p99 ≤ 20")
+}
+
 // ones creates n Services one at a time, each with endpoints on every node,
-// and returns create → all three next hops in the FIB, and how long the
-// API server took for the create call itself.
-func (b *bench) ones(n int) (routed, wire, calls []time.Duration) {
+// and returns, per Service, when each hop of the create path was reached:
+// record, status, agents programmed, UPDATE received, all three next hops
+// in the FIB; and how long the API server took for the create call itself.
+func (b *bench) ones(n int) created {
 	defer b.logUpdates()()
-	created := map[string]time.Time{}
+	seen := b.watchAllocations()
+	defer seen.stop()
+	var out created
+	start := map[string]time.Time{}
 	for range n {
 		s := b.service(false, 1, 2, 3)
+		var waits []func(time.Time) time.Time
+		var stops []func()
+		for i := 1; i <= 3; i++ {
+			wait, stop := b.watchProgrammed(i, ipOf(s))
+			waits, stops = append(waits, wait), append(stops, stop)
+		}
 		t0, call := b.create(s)
-		routed = append(routed, b.routed(s, 3).Sub(t0))
-		calls = append(calls, call)
-		created[ipOf(s)] = t0
+		// Each node's events are read as they come (a reader that waits
+		// for another node would stamp them late).
+		programmed := make(chan time.Time, len(waits))
+		for _, wait := range waits {
+			go func() {
+				var at time.Time // zero when wait failed the test
+				defer func() { programmed <- at }()
+				at = wait(t0)
+			}()
+		}
+		out.routed = append(out.routed, b.routed(s, 3).Sub(t0))
+		var last time.Time
+		for range waits {
+			if at := <-programmed; at.After(last) {
+				last = at
+			}
+		}
+		for _, stop := range stops {
+			stop()
+		}
+		out.programmed = append(out.programmed, last.Sub(t0))
+		out.calls = append(out.calls, call)
+		start[ipOf(s)] = t0
 	}
 	got, err := cluster.UpdatesReceived(filepath.Join(b.l.FRR.Dir, "bgpd.log"))
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	for ip, t0 := range created {
+	for ip, t0 := range start {
 		// Log times are to the millisecond; an earlier holder of the
 		// address has times before t0.
 		at := got[ip]
 		if k := slices.IndexFunc(at, func(at time.Time) bool { return !at.Before(t0.Truncate(time.Millisecond)) }); k >= 0 {
-			wire = append(wire, at[k].Sub(t0))
+			out.wire = append(out.wire, at[k].Sub(t0))
+		}
+		if at, ok := seen.record(ip); ok {
+			out.record = append(out.record, at.Sub(t0))
+		}
+		if at, ok := seen.status(ip); ok {
+			out.status = append(out.status, at.Sub(t0))
 		}
 	}
-	if len(wire) < n {
-		b.t.Errorf("the router's log showed a path of %d of %d new Services", len(wire), n)
+	if len(out.wire) < n || len(out.record) < n || len(out.status) < n {
+		b.t.Errorf("of %d new Services: the router's log showed a path of %d, records were seen of %d, statuses of %d",
+			n, len(out.wire), len(out.record), len(out.status))
 	}
-	return routed, wire, calls
+	return out
+}
+
+// allocations records when this process first saw each address's
+// EIPAllocation record and a Service status showing it, through watches
+// of the API server (as the managers and agents see them).
+type allocations struct {
+	mu                 sync.Mutex
+	recordAt, statusAt map[string]time.Time
+	stop               func()
+}
+
+func (a *allocations) record(ip string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.recordAt[ip]
+	return t, ok
+}
+
+func (a *allocations) status(ip string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.statusAt[ip]
+	return t, ok
+}
+
+func (b *bench) watchAllocations() *allocations {
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := client.NewWithWatch(api.Env.Config, client.Options{Scheme: api.Client.Scheme()})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	recs, err := c.Watch(ctx, &v1alpha1.EIPAllocationList{})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	svcs, err := c.Watch(ctx, &corev1.ServiceList{}, client.InNamespace(b.ns))
+	if err != nil {
+		recs.Stop()
+		b.t.Fatal(err)
+	}
+	a := &allocations{recordAt: map[string]time.Time{}, statusAt: map[string]time.Time{}}
+	first := func(m map[string]time.Time, ip string, at time.Time) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if _, ok := m[ip]; !ok {
+			m[ip] = at
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for ev := range recs.ResultChan() {
+			if rec, ok := ev.Object.(*v1alpha1.EIPAllocation); ok {
+				first(a.recordAt, rec.Spec.Address, time.Now())
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for ev := range svcs.ResultChan() {
+			if s, ok := ev.Object.(*corev1.Service); ok {
+				for _, ing := range s.Status.LoadBalancer.Ingress {
+					first(a.statusAt, ing.IP, time.Now())
+				}
+			}
+		}
+	}()
+	a.stop = func() { cancel(); recs.Stop(); svcs.Stop(); wg.Wait() }
+	return a
 }
 
 // logUpdates has the router log each path it receives, to the millisecond
