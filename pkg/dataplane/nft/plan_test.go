@@ -66,8 +66,9 @@ func (g gService) compute() dataplane.Service {
 	if g.sticky {
 		svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 	}
+	var eips []netip.Addr
 	for _, ip := range g.eips {
-		svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+		eips = append(eips, netip.MustParseAddr(ip))
 	}
 	var slices []*discoveryv1.EndpointSlice
 	for _, family := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
@@ -84,7 +85,7 @@ func (g gService) compute() dataplane.Service {
 		}
 		slices = append(slices, s)
 	}
-	return dataplane.Compute(svc, slices, node, dataplane.ModeNftables)
+	return dataplane.Compute(svc, eips, slices, node, dataplane.ModeNftables)
 }
 
 var (
