@@ -62,6 +62,16 @@ func (f *FIB) NextHops() (map[string]int, error) {
 // however many routes the FIB holds; dumping the FIB instead took tens of
 // milliseconds at 10,000 routes, at every poll.
 func (f *FIB) Gateways(ip string) ([]string, error) {
+	return f.hops(ip, false)
+}
+
+// Weighted is like Gateways, each gateway followed by its weight
+// ("192.168.100.11*2"): a change of weight moves flows on the router too.
+func (f *FIB) Weighted(ip string) ([]string, error) {
+	return f.hops(ip, true)
+}
+
+func (f *FIB) hops(ip string, weights bool) ([]string, error) {
 	addr := net.ParseIP(ip)
 	if addr == nil {
 		return nil, fmt.Errorf("fib: %q is not an IP address", ip)
@@ -85,7 +95,11 @@ func (f *FIB) Gateways(ip string) ([]string, error) {
 			out = append(out, r.Gw.String())
 		}
 		for _, nh := range r.MultiPath {
-			out = append(out, nh.Gw.String())
+			hop := nh.Gw.String()
+			if weights {
+				hop += fmt.Sprintf("*%d", nh.Hops+1)
+			}
+			out = append(out, hop)
 		}
 	}
 	slices.Sort(out)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,11 +31,44 @@ type Rollout struct {
 	InFailed []Failure
 	Took     time.Duration
 	Steps    []string // per pod: "pod10→pod11 1.2s"
+	// HopChanges are the moments the router's next hops or their weights
+	// for the EIP changed (read from its FIB every 2 ms).
+	HopChanges []time.Time
+}
+
+// InFlight reports whether a request that started at at was in flight when
+// the router's next hops changed: the kernel's multipath hash is not
+// resilient, so any change of next hops or weights (a Local node's weight
+// follows its ready endpoints, so a rolling update changes it) also moves
+// flows between the nodes that stay, and a connection moved to a node that
+// never saw it is reset. That is the router's doing at every change; only
+// such requests are forgiven (a request takes a few ms; 100 ms before the
+// change to 50 ms after it).
+func (r Rollout) InFlight(at time.Time) bool {
+	for _, c := range r.HopChanges {
+		if at.After(c.Add(-100*time.Millisecond)) && at.Before(c.Add(50*time.Millisecond)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Unexplained are the failures from outside not InFlight, and every
+// failure from inside (its connections never cross the router).
+func (r Rollout) Unexplained() []Failure {
+	out := slices.Clone(r.InFailed)
+	for _, f := range r.Failed {
+		if !r.InFlight(f.At) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (r Rollout) String() string {
-	return fmt.Sprintf("rolled %d pods in %v (%s); from outside %d requests, %s; from inside %d requests, %s", len(r.Steps), r.Took.Round(time.Millisecond),
-		strings.Join(r.Steps, ", "), r.OK+len(r.Failed), Summary(r.Failed), r.InOK+len(r.InFailed), Summary(r.InFailed))
+	return fmt.Sprintf("rolled %d pods in %v (%s); from outside %d requests, %s; from inside %d requests, %s; next hops changed %d times, %d failures not in flight at a change",
+		len(r.Steps), r.Took.Round(time.Millisecond), strings.Join(r.Steps, ", "), r.OK+len(r.Failed), Summary(r.Failed),
+		r.InOK+len(r.InFailed), Summary(r.InFailed), len(r.HopChanges), len(r.Unexplained()))
 }
 
 // RollOut replaces the Service's pods old (pod 0 of nodes 1, 2, 3, in that
@@ -50,6 +84,24 @@ func (l *Lab) RollOut(t netlab.T, svc *corev1.Service, ip string, old []*corev1.
 	defer func() {
 		for i := 1; i <= len(old); i++ {
 			l.StartServing(i, 0)
+		}
+	}()
+	fib := OpenFIB(t, l.Rtr)
+	watchDone, watched := make(chan struct{}), make(chan []time.Time)
+	go func() {
+		var changes []time.Time
+		last, _ := fib.Weighted(ip)
+		for {
+			select {
+			case <-watchDone:
+				watched <- changes
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if now, err := fib.Weighted(ip); err == nil && !slices.Equal(now, last) {
+				changes = append(changes, time.Now())
+				last = now
+			}
 		}
 	}()
 	loop := l.Steady(ip, 80)
@@ -71,6 +123,8 @@ func (l *Lab) RollOut(t netlab.T, svc *corev1.Service, ip string, old []*corev1.
 	time.Sleep(300 * time.Millisecond)
 	r.OK, r.Failed = loop.Finish()
 	r.InOK, r.InFailed = inside.Finish()
+	close(watchDone)
+	r.HopChanges = <-watched
 	return r
 }
 
