@@ -229,7 +229,7 @@ func (c *Cluster) Backend(ns, name string, replicas int32) *appsv1.Deployment {
 						WhenUnsatisfiable: corev1.ScheduleAnyway, LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}},
 					Containers: []corev1.Container{{
 						Name: "backend", Image: c.Images.Ref("eiplb-test-backend", c.Images.Tag), ImagePullPolicy: corev1.PullNever,
-						Env: []corev1.EnvVar{{Name: "PORT", Value: fmt.Sprint(BackendPort)}, {Name: "DRAIN", Value: "3s"},
+						Env: []corev1.EnvVar{{Name: "PORT", Value: fmt.Sprint(BackendPort)}, {Name: "DRAIN", Value: "8s"},
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: BackendPort}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(BackendPort)}},

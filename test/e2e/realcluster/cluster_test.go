@@ -23,6 +23,8 @@ func TestCluster(t *testing.T) {
 	out, _ := c.Kubectl("get", "pods", "-A", "-o", "wide")
 	t.Logf("pods:\n%s", out)
 
+	checkSecurityContext(t, c)
+
 	// Each scenario needs the ones before it to have left eiplb running.
 	for _, sc := range []struct {
 		name string
@@ -245,4 +247,56 @@ spec:
 			t.Errorf("%s still has eiplb's nftables: %s", kn.Name, out)
 		}
 	}
+}
+
+// checkSecurityContext checks what the kernel says about the running eiplb
+// containers (found by their cgroup under the lab's cgroup roots): the
+// manager runs as 65532 with no capability, the agent as root with
+// CAP_NET_ADMIN only (bit 12), both with no_new_privs, as the chart asks.
+func checkSecurityContext(t *testing.T, c *cluster.Cluster) {
+	t.Helper()
+	want := map[string]struct{ uid, capEff string }{
+		"/eiplb-manager": {"65532", "0000000000000000"},
+		"/eiplb-agent":   {"0", "0000000000001000"},
+	}
+	found := map[string]int{}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cmd, err := os.ReadFile(p + "/cmdline")
+		if err != nil {
+			continue
+		}
+		exe, _, _ := strings.Cut(string(cmd), "\x00")
+		w, ok := want[exe]
+		if !ok {
+			continue
+		}
+		cg, _ := os.ReadFile(p + "/cgroup")
+		lab := false
+		for _, kn := range c.KNodes {
+			lab = lab || strings.Contains(string(cg), "/"+kn.Cgroup+"/")
+		}
+		if !lab {
+			continue
+		}
+		st, err := os.ReadFile(p + "/status")
+		if err != nil {
+			continue
+		}
+		fields := map[string]string{}
+		for _, line := range strings.Split(string(st), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			fields[k] = strings.TrimSpace(v)
+		}
+		uids := strings.Fields(fields["Uid"])
+		if len(uids) == 0 || uids[0] != w.uid || fields["CapEff"] != w.capEff || fields["NoNewPrivs"] != "1" {
+			t.Errorf("%s (%s): Uid %s CapEff %s NoNewPrivs %s, want uid %s CapEff %s NoNewPrivs 1",
+				exe, p, fields["Uid"], fields["CapEff"], fields["NoNewPrivs"], w.uid, w.capEff)
+		}
+		found[exe]++
+	}
+	if found["/eiplb-manager"] != 2 || found["/eiplb-agent"] != len(c.KNodes) {
+		t.Fatalf("running eiplb containers: %v, want 2 managers and %d agents", found, len(c.KNodes))
+	}
+	t.Logf("security context as the chart asks: 2 managers uid 65532 CapEff 0, %d agents uid 0 CapEff NET_ADMIN only, no_new_privs", len(c.KNodes))
 }
