@@ -63,10 +63,33 @@ IMAGE_REPO ?= ghcr.io/eiplb
 IMAGE_TAG ?= latest
 CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 
+# Where make images writes the static binaries and the image archives.
+IMAGES_DIR ?= $(BINDIR)/images
+override IMAGES_DIR := $(abspath $(IMAGES_DIR))
+IMAGE_LDFLAGS := -s -w $(LDFLAGS)
+
 .PHONY: images
-images: ## Build the eiplb-manager and eiplb-agent images (build/*.Dockerfile) with docker or podman, where one runs.
-	@if [ -z "$(CONTAINER_TOOL)" ]; then echo "images: neither docker nor podman is installed" >&2; exit 1; fi
-	@if ! $(CONTAINER_TOOL) info >/dev/null 2>&1; then echo "images: $(CONTAINER_TOOL) is installed but its daemon/service does not answer ($(CONTAINER_TOOL) info fails)" >&2; exit 1; fi
+images: ## Build the eiplb-manager, eiplb-agent and the cluster lab's test-backend and pause images offline (no daemon, hack/images) as docker archives in IMAGES_DIR (bin/images).
+	@mkdir -p $(IMAGES_DIR)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(IMAGE_LDFLAGS)' -o $(IMAGES_DIR)/eiplb-manager ./cmd/manager
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(IMAGE_LDFLAGS)' -o $(IMAGES_DIR)/eiplb-agent ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(IMAGES_DIR)/eiplb-test-backend ./test/e2e/cluster/backend
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(IMAGES_DIR)/eiplb-test-pause ./test/e2e/cluster/pause
+	cd hack/images && $(GO) build -o $(IMAGES_DIR)/imagebuild .
+	$(IMAGES_DIR)/imagebuild -o $(IMAGES_DIR)/eiplb-manager.tar -tag $(IMAGE_REPO)/eiplb-manager:$(IMAGE_TAG) \
+		-file $(IMAGES_DIR)/eiplb-manager=/eiplb-manager -user 65532:65532 -entrypoint /eiplb-manager
+	$(IMAGES_DIR)/imagebuild -o $(IMAGES_DIR)/eiplb-agent.tar -tag $(IMAGE_REPO)/eiplb-agent:$(IMAGE_TAG) \
+		-file $(IMAGES_DIR)/eiplb-agent=/eiplb-agent -entrypoint /eiplb-agent
+	$(IMAGES_DIR)/imagebuild -o $(IMAGES_DIR)/eiplb-test-backend.tar -tag $(IMAGE_REPO)/eiplb-test-backend:$(IMAGE_TAG) \
+		-file $(IMAGES_DIR)/eiplb-test-backend=/backend -user 65532:65532 -entrypoint /backend
+	$(IMAGES_DIR)/imagebuild -o $(IMAGES_DIR)/eiplb-test-pause.tar -tag $(IMAGE_REPO)/eiplb-test-pause:$(IMAGE_TAG) \
+		-file $(IMAGES_DIR)/eiplb-test-pause=/pause -user 65535:65535 -entrypoint /pause
+	@echo "images: $(IMAGES_DIR)/{eiplb-manager,eiplb-agent,eiplb-test-backend,eiplb-test-pause}.tar tagged $(IMAGE_TAG)"
+
+.PHONY: images-docker
+images-docker: ## Build the eiplb-manager and eiplb-agent images from build/*.Dockerfile with docker or podman, where one runs.
+	@if [ -z "$(CONTAINER_TOOL)" ]; then echo "images-docker: neither docker nor podman is installed" >&2; exit 1; fi
+	@if ! $(CONTAINER_TOOL) info >/dev/null 2>&1; then echo "images-docker: $(CONTAINER_TOOL) is installed but its daemon/service does not answer ($(CONTAINER_TOOL) info fails)" >&2; exit 1; fi
 	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -f build/manager.Dockerfile -t $(IMAGE_REPO)/eiplb-manager:$(IMAGE_TAG) .
 	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -f build/agent.Dockerfile -t $(IMAGE_REPO)/eiplb-agent:$(IMAGE_TAG) .
 
@@ -146,6 +169,18 @@ e2e-diff: ## The differential test (root): the same clients against eiplb's data
 	@if [ "$$(id -u)" != 0 ]; then echo "e2e-diff: must run as root (network namespaces, nftables, FRR); try: sudo make e2e-diff" >&2; exit 1; fi
 	@assets=$$(hack/k8s-binaries.sh) || { echo "e2e-diff: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -tags privileged ./test/e2e/scenarios -run '^TestDifferential$$' -count=1 -v -timeout 10m $(TEST_ARGS)
+
+# The image tag the cluster lab runs (make images builds it).
+CLUSTER_IMAGE_TAG ?= lab
+
+.PHONY: e2e-cluster
+e2e-cluster: ## Run the cluster lab's scenarios (test/e2e/realcluster: kubelet + containerd nodes, eiplb from its chart and images; root). First run builds kubelet and kube-scheduler. Extra flags: TEST_ARGS=...
+	@if [ "$$(id -u)" != 0 ]; then echo "e2e-cluster: must run as root (network namespaces, containerd, kubelet); try: sudo make e2e-cluster" >&2; exit 1; fi
+	@assets=$$(WITH_NODE=1 hack/k8s-binaries.sh) || { echo "e2e-cluster: hack/k8s-binaries.sh failed" >&2; exit 1; }; \
+	helm=$$(hack/helm.sh) || { echo "e2e-cluster: hack/helm.sh failed" >&2; exit 1; }; \
+	$(MAKE) --no-print-directory images IMAGE_TAG=$(CLUSTER_IMAGE_TAG) >/dev/null || { echo "e2e-cluster: make images failed" >&2; exit 1; }; \
+	echo "KUBEBUILDER_ASSETS=$$assets HELM=$$helm EIPLB_IMAGES_DIR=$(IMAGES_DIR) EIPLB_IMAGE_REPO=$(IMAGE_REPO) EIPLB_IMAGE_TAG=$(CLUSTER_IMAGE_TAG) $(GO) test -tags privileged ./test/e2e/realcluster -count=1 -v -timeout 20m $(TEST_ARGS)"; \
+	KUBEBUILDER_ASSETS=$$assets HELM=$$helm EIPLB_IMAGES_DIR=$(IMAGES_DIR) EIPLB_IMAGE_REPO=$(IMAGE_REPO) EIPLB_IMAGE_TAG=$(CLUSTER_IMAGE_TAG) $(GO) test -tags privileged ./test/e2e/realcluster -count=1 -v -timeout 20m $(TEST_ARGS)
 
 .PHONY: test-privileged
 test-privileged: ## Run the privileged tests (tag privileged: network namespaces, real routers, nftables); needs root.

@@ -3,7 +3,7 @@
 # drops every other capability and mounts the root filesystem read-only);
 # it needs no nft binary.
 #
-#   docker build -f build/agent.Dockerfile -t eiplb-agent .   (or: make images)
+#   docker build -f build/agent.Dockerfile -t eiplb-agent .   (or: make images-docker)
 ARG GO_VERSION=1.26
 FROM golang:${GO_VERSION} AS build
 WORKDIR /src

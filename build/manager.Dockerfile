@@ -3,7 +3,7 @@
 # --bgp-listen-port asks for one), and TCP MD5 and BFD (UDP 3784) need no
 # privilege.
 #
-#   docker build -f build/manager.Dockerfile -t eiplb-manager .   (or: make images)
+#   docker build -f build/manager.Dockerfile -t eiplb-manager .   (or: make images-docker)
 ARG GO_VERSION=1.26
 FROM golang:${GO_VERSION} AS build
 WORKDIR /src

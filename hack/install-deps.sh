@@ -3,7 +3,8 @@
 # need, only when one is missing: FRR and BIRD 2 as routers, iproute2,
 # nftables, iptables (kube-proxy's iptables mode in the lab), procps
 # (sysctl, ps, pgrep), ca-certificates (the Go module proxy), curl (trying
-# the lab), make, git, python3. The packages' own
+# the lab), make, git, python3, containerd and runc (the cluster lab's nodes,
+# make e2e-cluster). The packages' own
 # daemons are kept from starting on the host: the lab starts its routers
 # inside network namespaces. Needs root when something is missing.
 #
@@ -11,7 +12,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(ca-certificates curl make git python3 procps iproute2 nftables iptables frr bird2)
+APT_PACKAGES=(ca-certificates curl make git python3 procps iproute2 nftables iptables frr bird2 containerd runc)
 
 pkg_installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
@@ -19,7 +20,7 @@ pkg_installed() {
 
 packages_present() {
   local b p
-  for b in curl make git python3 sysctl pgrep ps ip ss nft iptables-restore bird birdc vtysh; do
+  for b in curl make git python3 sysctl pgrep ps ip ss nft iptables-restore bird birdc vtysh containerd ctr runc containerd-shim-runc-v2 nsenter unshare; do
     command -v "$b" >/dev/null 2>&1 || return 1
   done
   [ -x /usr/lib/frr/bgpd ] && [ -x /usr/lib/frr/zebra ] || return 1
@@ -36,7 +37,7 @@ else
     echo "packages missing and not running as root: cannot apt-get install ${APT_PACKAGES[*]}" >&2
     exit 1
   fi
-  # Keep the packages' daemons (frr, bird) from being started on the host:
+  # Keep the packages' daemons (frr, bird, containerd) from being started on the host:
   # tests start their own routers inside network namespaces.
   POLICY_RC=/usr/sbin/policy-rc.d
   ADDED_POLICY_RC=0

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the envtest binaries (etcd, kube-apiserver), the node and control
 # plane parts the lab runs (kube-proxy, kube-controller-manager) and, with
-# WITH_KUBECTL=1, kubectl from the Go module proxy into a cache outside the
-# work tree, only when missing, and prints the folder (use it as
-# KUBEBUILDER_ASSETS).
+# WITH_KUBECTL=1, kubectl, with WITH_NODE=1 what the cluster lab adds (kubelet,
+# kube-scheduler, kubectl and the CNI plugins bridge, host-local, loopback,
+# portmap) from the Go module proxy into a cache outside the work tree, only
+# when missing, and prints the folder (use it as KUBEBUILDER_ASSETS).
 #
 #   KUBEBUILDER_ASSETS=$(hack/k8s-binaries.sh)
 #
@@ -15,6 +16,7 @@ set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-3.6.16}
+CNI_VERSION=${CNI_VERSION:-1.10.0}
 OUT=${EIPLB_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/eiplb/k8s/$K8S_VERSION}
 mkdir -p "$OUT"
 log() { echo "k8s-binaries: $*" >&2; }
@@ -59,6 +61,21 @@ build_k8s() {
   rm -rf "$d"
 }
 
+# build_cni builds the CNI plugins the cluster lab's pods use into $OUT/cni.
+build_cni() {
+  local d; d=$(mktemp -d)
+  log "building CNI plugins v$CNI_VERSION (about 1 min)"
+  ( cd "$d" && go mod init cnib >/dev/null 2>&1
+    printf '//go:build tools\npackage tools\nimport (\n_ "github.com/containernetworking/plugins/plugins/main/bridge"\n_ "github.com/containernetworking/plugins/plugins/ipam/host-local"\n_ "github.com/containernetworking/plugins/plugins/main/loopback"\n_ "github.com/containernetworking/plugins/plugins/meta/portmap"\n)\n' > tools.go
+    go get "github.com/containernetworking/plugins@v$CNI_VERSION" >/dev/null 2>&1 && go mod tidy >/dev/null 2>&1
+    mkdir out && CGO_ENABLED=0 go build -o out/ github.com/containernetworking/plugins/plugins/main/bridge \
+      github.com/containernetworking/plugins/plugins/ipam/host-local \
+      github.com/containernetworking/plugins/plugins/main/loopback \
+      github.com/containernetworking/plugins/plugins/meta/portmap ) >&2
+  rm -rf "$OUT/cni.tmp" && mv "$d/out" "$OUT/cni.tmp" && rm -rf "$OUT/cni" && mv "$OUT/cni.tmp" "$OUT/cni"
+  rm -rf "$d"
+}
+
 [ -x "$OUT/etcd" ] || build_etcd
 [ -x "$OUT/kube-apiserver" ] || build_k8s kube-apiserver
 # The lab runs a real EndpointSlice controller and kube-proxy on every node
@@ -67,8 +84,14 @@ missing=()
 for name in kube-proxy kube-controller-manager; do
   [ -x "$OUT/$name" ] || missing+=("$name")
 done
-if [ "${WITH_KUBECTL:-0}" = 1 ] && [ ! -x "$OUT/kubectl" ]; then
-  missing+=(kubectl)
+if [ "${WITH_KUBECTL:-0}" = 1 ] || [ "${WITH_NODE:-0}" = 1 ]; then
+  [ -x "$OUT/kubectl" ] || missing+=(kubectl)
+fi
+if [ "${WITH_NODE:-0}" = 1 ]; then
+  for name in kubelet kube-scheduler; do
+    [ -x "$OUT/$name" ] || missing+=("$name")
+  done
+  [ -x "$OUT/cni/portmap" ] || build_cni
 fi
 [ ${#missing[@]} = 0 ] || build_k8s "${missing[@]}"
 echo "$OUT"

@@ -35,10 +35,10 @@ down() {
   # Leftovers of labs and tests whose process is gone (a lab of a running
   # test is left alone).
   $GO run ./test/netlab/cleanup
-  # API servers, etcds and controller managers orphaned by a killed lab or
+  # API servers, etcds, controller managers and schedulers orphaned by a killed lab or
   # test (their parent died, so they were handed to init). kube-proxy runs
   # in a node namespace and went with it.
-  for pid in $(pgrep -f "/eiplb/k8s/[^ ]*/(kube-apiserver|etcd|kube-controller-manager)" || true); do
+  for pid in $(pgrep -f "/eiplb/k8s/[^ ]*/(kube-apiserver|etcd|kube-controller-manager|kube-scheduler)" || true); do
     if [ "$(ps -o ppid= -p "$pid" | tr -d ' ')" = 1 ]; then
       echo "lab: killing orphaned $(ps -o comm= -p "$pid") (pid $pid)"
       kill -KILL "$pid" 2>/dev/null || true

@@ -43,11 +43,18 @@ type API struct {
 
 	kcmMu sync.Mutex
 	kcm   *kcm // kube-controller-manager, once StartControllers ran
+
+	pki   *clusterPKI // the cluster lab's CA and keys (StartClusterAPI)
+	sched *scheduler  // kube-scheduler, once StartScheduler ran
 }
 
 // StartAPI starts the API server with eiplb's CRDs and builds the eiplb
 // binaries; call Stop when the tests are done.
-func StartAPI() (*API, error) {
+func StartAPI() (*API, error) { return startAPI(nil) }
+
+// startAPI is StartAPI; configure, when set, adjusts the environment before
+// it starts.
+func startAPI(configure func(*envtest.Environment) error) (*API, error) {
 	root := Root()
 	bin, err := os.MkdirTemp("", "eiplb-bin-")
 	if err != nil {
@@ -62,6 +69,11 @@ func StartAPI() (*API, error) {
 	}
 	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16,fd00:96::/108")
+	if configure != nil {
+		if err := configure(env); err != nil {
+			return nil, err
+		}
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, err
@@ -113,6 +125,7 @@ func hostPort(server string) (string, error) {
 // binaries.
 func (a *API) Stop() {
 	a.stopControllers()
+	a.stopScheduler()
 	_ = a.Env.Stop()
 	_ = os.RemoveAll(a.bin)
 }
@@ -175,7 +188,27 @@ func (a *API) KubeconfigIn(t netlab.T, ns *netlab.NS) (string, *APIProxy) {
 // in the lab's folder.
 func (a *API) kubeconfigIn(t netlab.T, ns *netlab.NS, kc []byte, file string) (string, *APIProxy) {
 	t.Helper()
-	l, err := ns.Listen("tcp", "127.0.0.1:0")
+	proxy, addr := a.forward(t, ns, "127.0.0.1:0")
+	u, err := clientcmd.Load(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range u.Clusters {
+		cl.Server = "https://" + addr
+	}
+	path := filepath.Join(ns.Lab().Dir(), file)
+	if err := clientcmd.WriteToFile(*u, path); err != nil {
+		t.Fatal(err)
+	}
+	return path, proxy
+}
+
+// forward listens on addr in namespace ns and forwards every connection to
+// the API server on the host's loopback until the owner ends; it returns
+// the proxy and the address it listens on.
+func (a *API) forward(t netlab.T, ns *netlab.NS, addr string) (*APIProxy, string) {
+	t.Helper()
+	l, err := ns.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,19 +236,7 @@ func (a *API) kubeconfigIn(t netlab.T, ns *netlab.NS, kc []byte, file string) (s
 		}
 	}()
 	t.Cleanup(func() { _ = l.Close(); proxy.Cut(); wg.Wait() })
-
-	u, err := clientcmd.Load(kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cl := range u.Clusters {
-		cl.Server = "https://" + l.Addr().String()
-	}
-	path := filepath.Join(ns.Lab().Dir(), file)
-	if err := clientcmd.WriteToFile(*u, path); err != nil {
-		t.Fatal(err)
-	}
-	return path, proxy
+	return proxy, l.Addr().String()
 }
 
 // Process is an eiplb process started in a namespace.

@@ -91,11 +91,22 @@ func (a *API) StartControllers() error {
 	if err != nil {
 		return err
 	}
-	k.cmd = exec.Command(bin, "--kubeconfig="+kc,
+	args := []string{"--kubeconfig=" + kc,
 		"--controllers=endpointslice,endpointslicemirroring", "--leader-elect=false", "--secure-port=0",
 		// A rolling update of a few pods must not wait on client-go's
 		// default rate limit (20/s).
-		"--kube-api-qps=200", "--kube-api-burst=400")
+		"--kube-api-qps=200", "--kube-api-burst=400"}
+	if a.pki != nil {
+		// The cluster lab: every default controller (Deployments,
+		// ReplicaSets, DaemonSets, the ServiceAccount token's root CA
+		// ConfigMap, node lifecycle, garbage collection, ...).
+		args[1] = "--controllers=*"
+		args = append(args, "--root-ca-file="+a.pki.caFile,
+			"--service-account-private-key-file="+a.pki.saKeyFile,
+			"--flex-volume-plugin-dir="+filepath.Join(dir, "flexvolume"),
+			"--node-monitor-grace-period=20s")
+	}
+	k.cmd = exec.Command(bin, args...)
 	k.cmd.Stdout, k.cmd.Stderr = logf, logf
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := k.cmd.Start(); err != nil {

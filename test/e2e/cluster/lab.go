@@ -61,6 +61,9 @@ type LabOptions struct {
 	// KubeProxy, when set, is the mode of the kube-proxy Up starts on
 	// every node: "nftables" or "iptables".
 	KubeProxy string
+	// RealNodes: no pod namespaces; the cluster lab (NewCluster) runs
+	// real nodes whose pods get their networks from CNI.
+	RealNodes bool
 }
 
 // Lab is the whole system on one machine: a router namespace ("rtr") with a
@@ -96,7 +99,7 @@ func NewLab(t netlab.T, api *API, opts LabOptions) *Lab {
 	if opts.Nodes == 0 {
 		opts.Nodes = 3
 	}
-	if opts.PodsPerNode == 0 {
+	if opts.PodsPerNode == 0 && !opts.RealNodes {
 		opts.PodsPerNode = 2
 	}
 	net_ := netlab.New(t)

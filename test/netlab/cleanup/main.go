@@ -1,5 +1,7 @@
 // Command cleanup removes what crashed netlab runs left behind: network
-// namespaces named eiplbt-* and the processes running in them, FRR's
+// namespaces named eiplbt-* and the processes running in them, the cluster
+// lab's cgroup roots /sys/fs/cgroup/*/eiplbt-* and the processes in them
+// (its pods' containers), FRR's
 // /etc/frr/eiplbt-* and /var/run/frr/eiplbt-* folders and the lab folders
 // in /run/eiplbt.
 //
@@ -61,6 +63,7 @@ func main() {
 // lab collects what belongs to one lab id.
 type lab struct {
 	namespaces []string
+	cgroups    []string // cgroup roots of the cluster lab's nodes
 	paths      []string // folders to remove
 }
 
@@ -91,6 +94,14 @@ func cleanup() error {
 			l := get(labID(filepath.Base(m)))
 			l.paths = append(l.paths, m)
 		}
+	}
+	// The cluster lab's cgroup roots (test/e2e/cluster: <prefix><id>-nodeN
+	// in every hierarchy).
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix + "*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/" + prefix + "*")
+	for _, m := range append(cgroups, v2...) {
+		l := get(labID(filepath.Base(m)))
+		l.cgroups = append(l.cgroups, m)
 	}
 	entries, _ := os.ReadDir(runDir)
 	for _, e := range entries {
@@ -123,6 +134,15 @@ func cleanup() error {
 				errs = append(errs, err)
 			}
 		}
+		for _, cg := range l.cgroups {
+			fmt.Printf("lab %s: cgroup %s\n", id, cg)
+			if *dryRun {
+				continue
+			}
+			if err := removeCgroup(cg); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		// Processes that outlived their namespace but still name the lab.
 		for _, pid := range pidsMentioning(filepath.Join(runDir, id) + "/") {
 			fmt.Printf("lab %s: process %d\n", id, pid)
@@ -147,6 +167,43 @@ func cleanup() error {
 		fmt.Printf("%d of %d labs cleaned up\n", removed, len(ids))
 	}
 	return errors.Join(errs...)
+}
+
+// removeCgroup kills the processes of cgroup tree root and removes its
+// cgroups, deepest first.
+func removeCgroup(root string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		var pids []int
+		for _, d := range dirs {
+			b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		if len(pids) == 0 || time.Now().After(deadline) {
+			var errs []error
+			for i := len(dirs) - 1; i >= 0; i-- {
+				if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // labID is the lab id in "eiplbt-<id>-<name>".
