@@ -449,6 +449,7 @@ func (w *statusWriter) write(ctx context.Context) {
 			delete(w.last, name)
 		}
 	}
+	summarizePeers(ctx, w.client, list.Items, "")
 }
 
 func sameSession(a, b v1alpha1.BGPSession) bool {
@@ -464,6 +465,10 @@ func (w *statusWriter) apply(ctx context.Context, peer string, sessions []v1alph
 func (w *statusWriter) removeAll(ctx context.Context) {
 	for name := range w.last {
 		_ = w.apply(ctx, name, nil)
+	}
+	var list v1alpha1.BGPPeerList
+	if err := w.client.List(ctx, &list); err == nil {
+		summarizePeers(ctx, w.client, list.Items, w.opts.NodeName)
 	}
 }
 
