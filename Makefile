@@ -58,9 +58,13 @@ RELEASE_URL ?= RELEASE_URL
 plugin-release: ## Build kubectl-eiplb_VERSION_OS_ARCH.tar.gz (linux, darwin × amd64, arm64) and the krew manifest RELEASE_DIR/eiplb.yaml (from deploy/krew/eiplb.yaml, with sha256s).
 	VERSION=$(VERSION) RELEASE_URL=$(RELEASE_URL) GO=$(GO) hack/plugin-release.sh $(RELEASE_DIR)
 
+# The release: appVersion of the chart. deploy/eiplb.yaml and the chart pull
+# the images tagged v$(RELEASE_VERSION) (config/default/kustomization.yaml).
+RELEASE_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' deploy/helm/eiplb/Chart.yaml)
+
 # Container images: make images IMAGE_REPO=ghcr.io/you IMAGE_TAG=v0.1.0
 IMAGE_REPO ?= ghcr.io/eiplb
-IMAGE_TAG ?= latest
+IMAGE_TAG ?= v$(RELEASE_VERSION)
 CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 
 # Where make images writes the static binaries and the image archives.
@@ -93,6 +97,14 @@ images-docker: ## Build the eiplb-manager and eiplb-agent images from build/*.Do
 	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -f build/manager.Dockerfile -t $(IMAGE_REPO)/eiplb-manager:$(IMAGE_TAG) .
 	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -f build/agent.Dockerfile -t $(IMAGE_REPO)/eiplb-agent:$(IMAGE_TAG) .
 
+# Where make release writes, and the plugin's platforms.
+DIST ?= dist
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+
+.PHONY: release
+release: ## Write $(DIST)/: eiplb-vX.yaml (deploy/eiplb.yaml), the alert rules, the packaged chart (helm package) and the kubectl plugin's archives with SHA256SUMS, for the chart's appVersion; offline (GOPROXY=off).
+	hack/release.sh "$(DIST)" "$(PLUGIN_PLATFORMS)"
+
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/apis).
 	@if [ -d pkg/apis ]; then \
@@ -103,9 +115,10 @@ generate: $(CONTROLLER_GEN) ## Generate DeepCopy code for the API types (pkg/api
 	fi
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs (config/crd/bases), RBAC (config/rbac/role.yaml) and deploy/eiplb.yaml.
+manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs (config/crd/bases), RBAC (config/rbac/role.yaml), deploy/eiplb.yaml and the chart's copies (CRDs, alert rules).
 	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:artifacts:config=config/crd/bases
 	rm -f deploy/helm/eiplb/crds/*.yaml && cp config/crd/bases/*.yaml deploy/helm/eiplb/crds/
+	cp deploy/prometheus/alerts.yaml deploy/helm/eiplb/files/alerts.yaml
 	$(CONTROLLER_GEN) rbac:roleName=eiplb-manager paths="./pkg/controller/...;./pkg/manager/...;./pkg/serving/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=eiplb-agent paths="./pkg/agent/...;./pkg/serving/..." output:rbac:artifacts:config=config/rbac/agent
 	@if [ -f config/default/kustomization.yaml ] || [ -f config/default/kustomization.yml ] || [ -f config/default/Kustomization ]; then \

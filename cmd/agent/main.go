@@ -21,13 +21,14 @@ import (
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/dataplane"
 	"github.com/eiplb/eiplb/pkg/dataplane/nft"
+	"github.com/eiplb/eiplb/pkg/preflight"
 	"github.com/eiplb/eiplb/pkg/version"
 )
 
 func main() {
 	var opts agent.Options
 	var mode, table, clusterCIDR string
-	var cleanup bool
+	var cleanup, preflightOnly bool
 	linkPort := agentlink.DefaultPort
 	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of this node (default $NODE_NAME).")
 	flag.StringVar(&opts.Class, "class", v1alpha1.LoadBalancerClass, "spec.loadBalancerClass served (as the manager's --class).")
@@ -45,6 +46,7 @@ func main() {
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":9476", "Address of /healthz and /readyz (ready once the rules are in place); 0 disables it.")
 	flag.StringVar(&clusterCIDR, "cluster-cidr", "", "Comma-separated CIDRs of the pods (as kube-proxy's --cluster-cidr): their connections to the EIP of a Local Service reach every endpoint, as the node's own do. Default: the Node's spec.podCIDRs.")
 	flag.BoolVar(&cleanup, "cleanup", false, "Remove everything the agent installed (its nftables table) and exit.")
+	flag.BoolVar(&preflightOnly, "preflight", false, "Check this node (sysctls, nftables features in a throwaway table, free ports), print one line per check and exit; exit status 1 when a required check fails (docs/prerequisites.md).")
 	var memLimit int64
 	flag.Int64Var(&memLimit, "memory-limit-mib", 0, "Soft memory limit of the Go runtime (the GC works harder near it). Ignored when GOMEMLIMIT is set (the DaemonSet sets it to the container's limit); 0: none. Keep it well above the live heap: below it the GC runs nonstop (32 MiB cost an agent a third of a core at 10,000 Services).")
 	showVersion := flag.Bool("version", false, "Print the version and exit.")
@@ -76,6 +78,9 @@ func main() {
 	if opts.LinkAddr == "" {
 		opts.LinkAddr = net.JoinHostPort("", strconv.Itoa(linkPort))
 	}
+	if preflightOnly {
+		os.Exit(runPreflight(opts))
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		fail(1, "%v", err)
@@ -100,6 +105,39 @@ func main() {
 	if err := a.Run(ctrl.SetupSignalHandler()); err != nil {
 		fail(1, "%v", err)
 	}
+}
+
+// runPreflight prints the node's checks and returns the exit status.
+func runPreflight(opts agent.Options) int {
+	ports := []preflight.Port{{Network: "tcp", Addr: opts.LinkAddr, What: "agent link, the managers connect here", Required: true,
+		Hint: "run the preflight before the agent starts on this node (a running agent holds it)"}}
+	for _, p := range []struct{ addr, what string }{{opts.MetricsAddr, "metrics"}, {opts.ProbeAddr, "health probes"}} {
+		if p.addr != "" && p.addr != "0" {
+			ports = append(ports, preflight.Port{Network: "tcp", Addr: p.addr, What: p.what, Required: true})
+		}
+	}
+	rs := preflight.Agent(preflight.Node{
+		Proc: os.DirFS("/proc"),
+		Bind: preflight.Bind,
+		Probe: func() []preflight.Feature {
+			var out []preflight.Feature
+			for _, r := range nft.Probe(nft.Options{Mode: opts.Mode}) {
+				out = append(out, preflight.Feature{Name: r.Feature, Err: r.Err})
+			}
+			return out
+		},
+		ForwardingRequired: opts.Mode == dataplane.ModeNftables,
+		Ports:              ports,
+	})
+	for _, r := range rs {
+		fmt.Println(r)
+	}
+	if n := preflight.Failed(rs); n > 0 {
+		fmt.Fprintf(os.Stderr, "eiplb-agent: preflight: %d required check(s) failed (docs/prerequisites.md)\n", n)
+		return 1
+	}
+	fmt.Fprintln(os.Stderr, "eiplb-agent: preflight: every required check passed")
+	return 0
 }
 
 func fail(code int, format string, args ...any) {

@@ -14,6 +14,7 @@ import (
 	"github.com/eiplb/eiplb/pkg/agentlink"
 	"github.com/eiplb/eiplb/pkg/apis/v1alpha1"
 	"github.com/eiplb/eiplb/pkg/manager"
+	"github.com/eiplb/eiplb/pkg/preflight"
 	"github.com/eiplb/eiplb/pkg/version"
 )
 
@@ -75,6 +76,14 @@ func main() {
 		}
 		if derived {
 			ctrl.Log.Info("No IPv4 address for the BGP router ID, derived it from the node name (set --router-id to choose it)", "routerID", id, "node", announce.NodeName, "addresses", routerID)
+		}
+		idResult := preflight.RouterID(id.String(), routerID, announce.NodeName, derived)
+		for _, r := range preflight.Manager(preflight.Bind, listenPort, &idResult) {
+			if r.Status == preflight.Fail {
+				ctrl.Log.Error(nil, "Preflight "+r.String())
+			} else {
+				ctrl.Log.Info("Preflight " + r.String())
+			}
 		}
 		announce.RouterID, announce.ASN, announce.ListenPort = id, uint32(asn), int32(listenPort)
 		if agents.Port > 0 {

@@ -93,6 +93,61 @@ func TestAlerts(t *testing.T) {
 	}
 }
 
+// labelRE finds the labels an annotation template reads.
+var labelRE = regexp.MustCompile(`\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
+
+// TestAlertsIndependentOfDeployment: the PrometheusRule names no namespace
+// (it goes where it is applied, or where the chart puts it), and its
+// summaries and descriptions read only labels every scrape has (instance)
+// or that eiplb's metrics carry themselves, never pod, namespace or job,
+// which depend on how Prometheus was configured.
+func TestAlertsIndependentOfDeployment(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/prometheus/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr struct {
+		Metadata map[string]any `json:"metadata"`
+		Spec     struct {
+			Groups []struct {
+				Rules []struct {
+					Alert       string            `json:"alert"`
+					Expr        string            `json:"expr"`
+					Annotations map[string]string `json:"annotations"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &pr); err != nil {
+		t.Fatal(err)
+	}
+	if ns, ok := pr.Metadata["namespace"]; ok {
+		t.Errorf("the PrometheusRule hard-codes namespace %v", ns)
+	}
+	allowed := map[string]bool{"instance": true, "pool": true, "family": true, "peer": true, "node": true, "reason": true}
+	n := 0
+	for _, g := range pr.Spec.Groups {
+		for _, r := range g.Rules {
+			n++
+			for _, bad := range []string{"namespace=", "job=", "pod="} {
+				if strings.Contains(r.Expr, bad) {
+					t.Errorf("%s: the expression matches on %s, which depends on the scrape config", r.Alert, bad)
+				}
+			}
+			for k, v := range r.Annotations {
+				for _, m := range labelRE.FindAllStringSubmatch(v, -1) {
+					if !allowed[m[1]] {
+						t.Errorf("%s: %s reads label %q, which plain scraping does not set", r.Alert, k, m[1])
+					}
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no rules read")
+	}
+}
+
 // TestDashboard checks the Grafana dashboard's queries: each parses
 // (promtool checks them as recording rules) and every eiplb_ metric it
 // reads is one the code exports.

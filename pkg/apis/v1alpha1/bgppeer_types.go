@@ -162,6 +162,13 @@ type BFD struct {
 // owns its own entry (server-side apply), so replicas never overwrite each
 // other; an entry whose updatedAt is old belongs to a replica that is gone.
 type BGPPeerStatus struct {
+	// Summary of the sessions for kubectl get: "2/2 Established" (and
+	// ", BFD 2/2 Up" when BFD runs), or "no sessions" when no manager
+	// replica peers. Written by the manager replicas from every replica's
+	// entry in Sessions.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Summary string `json:"summary,omitempty"`
 	// Sessions, one per manager replica that peers with the router.
 	// +optional
 	// +listType=map
@@ -200,11 +207,10 @@ type BGPSession struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=bgpp,categories=eiplb
+// +kubebuilder:printcolumn:name="Sessions",type=string,JSONPath=`.status.summary`
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
 // +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=`.spec.localASN`
-// +kubebuilder:printcolumn:name="Sessions",type=string,JSONPath=`.status.sessions[*].state`
-// +kubebuilder:printcolumn:name="BFD",type=string,JSONPath=`.status.sessions[*].bfdState`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`

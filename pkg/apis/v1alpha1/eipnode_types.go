@@ -21,6 +21,13 @@ const MaxUnprogrammedListed = 50
 // EIPNodeStatus is what the manager replicas know of one node's agent.
 // Each replica owns its own entry (server-side apply), as in BGPPeer status.
 type EIPNodeStatus struct {
+	// Summary of the replicas' views for kubectl get: "2/2 Up, all
+	// programmed", "1/2 Up, 3 unprogrammed" (the most any replica counts),
+	// or "no managers". Written by the manager replicas from every
+	// replica's entry in Agents.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Summary string `json:"summary,omitempty"`
 	// Agents: one entry per manager replica, that replica's view of the
 	// node's agent.
 	// +optional
@@ -85,10 +92,7 @@ type EIPNodeAgent struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=eipn,categories=eiplb
-// +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agents[*].phase`
-// +kubebuilder:printcolumn:name="Programmed",type=string,JSONPath=`.status.agents[*].programmed`
-// +kubebuilder:printcolumn:name="Unprogrammed",type=string,JSONPath=`.status.agents[*].unprogrammed`
-// +kubebuilder:printcolumn:name="Managers",type=string,JSONPath=`.status.agents[*].manager`,priority=1
+// +kubebuilder:printcolumn:name="Agents",type=string,JSONPath=`.status.summary`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type EIPNode struct {
 	metav1.TypeMeta   `json:",inline"`

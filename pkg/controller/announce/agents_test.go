@@ -263,10 +263,27 @@ func TestEIPNodeStatus(t *testing.T) {
 	entry(t, "the new Service listed as not programmed", func(a v1alpha1.EIPNodeAgent) bool {
 		return a.Phase == v1alpha1.AgentPhaseUp && a.Unprogrammed == 1 && slices.Equal(a.UnprogrammedServices, []string{key})
 	})
+	eventually(t, 10*time.Second, func() string {
+		var got v1alpha1.EIPNode
+		must(t, k8s.Get(ctx, client.ObjectKey{Name: node}, &got))
+		if got.Status.Summary != "1/1 Up, 1 unprogrammed" {
+			return fmt.Sprintf("summary %q, want 1/1 Up, 1 unprogrammed", got.Status.Summary)
+		}
+		return ""
+	})
 
 	dp.open()
 	entry(t, "the Service programmed", func(a v1alpha1.EIPNodeAgent) bool {
 		return a.Unprogrammed == 0 && len(a.UnprogrammedServices) == 0 && a.Programmed >= 1
+	})
+	// The summary (kubectl get eipnodes' first column) follows.
+	eventually(t, 10*time.Second, func() string {
+		var got v1alpha1.EIPNode
+		must(t, k8s.Get(ctx, client.ObjectKey{Name: node}, &got))
+		if got.Status.Summary != "1/1 Up, all programmed" {
+			return fmt.Sprintf("summary %q, want 1/1 Up, all programmed", got.Status.Summary)
+		}
+		return ""
 	})
 
 	stopAgent()

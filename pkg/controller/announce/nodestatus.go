@@ -78,6 +78,7 @@ func (w *nodeStatusWriter) Start(ctx context.Context) error {
 			for node := range w.last {
 				_ = w.apply(cleanup, node, nil)
 			}
+			summarizeNodes(cleanup, w.client, w.opts.NodeName)
 			cancel()
 			return nil
 		case <-t.C:
@@ -93,6 +94,7 @@ func (w *nodeStatusWriter) write(ctx context.Context, now time.Time) {
 	if now.Before(w.noKindUntil) {
 		return
 	}
+	summarizeNodes(ctx, w.client, "")
 	served, sv, servedChanged := w.services.servedSince(w.servedVersion)
 	if servedChanged {
 		w.served, w.servedVersion = served, sv

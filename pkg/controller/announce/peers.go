@@ -468,6 +468,7 @@ func (w *statusWriter) write(ctx context.Context) {
 	if ok {
 		w.failing = ""
 	}
+	summarizePeers(ctx, w.client, list.Items, "")
 }
 
 func sameSession(a, b v1alpha1.BGPSession) bool {
@@ -483,6 +484,10 @@ func (w *statusWriter) apply(ctx context.Context, peer string, sessions []v1alph
 func (w *statusWriter) removeAll(ctx context.Context) {
 	for name := range w.last {
 		_ = w.apply(ctx, name, nil)
+	}
+	var list v1alpha1.BGPPeerList
+	if err := w.client.List(ctx, &list); err == nil {
+		summarizePeers(ctx, w.client, list.Items, w.opts.NodeName)
 	}
 }
 

@@ -62,7 +62,13 @@ func key(u *unstructured.Unstructured) string {
 // render runs helm template on the chart with args.
 func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	t.Helper()
-	all := append([]string{"template", "eiplb", filepath.Join(root(), "deploy", "helm", "eiplb"), "--namespace", "eiplb-system", "--include-crds"}, args...)
+	return renderNS(t, "eiplb-system", args...)
+}
+
+// renderNS runs helm template on the chart with args, for namespace ns.
+func renderNS(t *testing.T, ns string, args ...string) []*unstructured.Unstructured {
+	t.Helper()
+	all := append([]string{"template", "eiplb", filepath.Join(root(), "deploy", "helm", "eiplb"), "--namespace", ns, "--include-crds"}, args...)
 	out, err := exec.Command(helm(t), all...).Output()
 	if err != nil {
 		var ee *exec.ExitError
