@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/eiplb/eiplb/test/netlab"
+	"github.com/eiplb/eiplb/test/netlab/cgroups"
 )
 
 // ClusterAPIIP is where nodes and pods reach the API server in the cluster
@@ -228,40 +229,12 @@ func makeCgroupRoot(name string) error {
 // crashed runs (test/netlab/cleanup).
 func RemoveCgroupRoot(name string) error {
 	var errs []error
-	deadline := time.Now().Add(10 * time.Second)
 	for _, h := range cgroupHierarchies() {
 		root := filepath.Join(h, name)
 		if _, err := os.Stat(root); err != nil {
 			continue
 		}
-		for {
-			var dirs []string
-			_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-				if err == nil && d.IsDir() {
-					dirs = append(dirs, p)
-				}
-				return nil
-			})
-			left := 0
-			for _, d := range dirs {
-				b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-				for _, f := range strings.Fields(string(b)) {
-					if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-						left++
-					}
-				}
-			}
-			if left == 0 || time.Now().After(deadline) {
-				for i := len(dirs) - 1; i >= 0; i-- {
-					if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
-						errs = append(errs, err)
-					}
-				}
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		errs = append(errs, cgroups.Remove(root))
 	}
 	return errors.Join(errs...)
 }

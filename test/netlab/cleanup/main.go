@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	cgtree "github.com/eiplb/eiplb/test/netlab/cgroups"
 )
 
 const (
@@ -139,7 +141,7 @@ func cleanup() error {
 			if *dryRun {
 				continue
 			}
-			if err := removeCgroup(cg); err != nil {
+			if err := cgtree.Remove(cg); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -167,43 +169,6 @@ func cleanup() error {
 		fmt.Printf("%d of %d labs cleaned up\n", removed, len(ids))
 	}
 	return errors.Join(errs...)
-}
-
-// removeCgroup kills the processes of cgroup tree root and removes its
-// cgroups, deepest first.
-func removeCgroup(root string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var dirs []string
-		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		var pids []int
-		for _, d := range dirs {
-			b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					pids = append(pids, pid)
-				}
-			}
-		}
-		if len(pids) == 0 || time.Now().After(deadline) {
-			var errs []error
-			for i := len(dirs) - 1; i >= 0; i-- {
-				if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
-					errs = append(errs, err)
-				}
-			}
-			return errors.Join(errs...)
-		}
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // labID is the lab id in "eiplbt-<id>-<name>".
