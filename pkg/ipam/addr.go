@@ -1,7 +1,7 @@
 // Package ipam is eiplb's address allocator: parsing of pool addresses and
 // Service requests, deterministic pool choice, and an in-memory index of the
 // allocations recorded in the API server. It does no I/O; the controller in
-// pkg/controllers/ipam makes the index durable through EIPAllocation objects.
+// pkg/controller/ipam makes the index durable through EIPAllocation objects.
 package ipam
 
 import (

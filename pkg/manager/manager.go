@@ -1,5 +1,5 @@
 // Package manager builds the eiplb manager: a controller-runtime manager
-// with the IPAM controllers (leader-elected) and, later, the announcer.
+// with the IPAM controllers (on the elected IPAM leader) and the announcer (on every replica).
 package manager
 
 import (
