@@ -15,6 +15,8 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.2
 CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE := $(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 # Extra flags for `go test`, e.g. make test TEST_ARGS='-run TestFoo -v'.
 TEST_ARGS ?=
@@ -131,7 +133,7 @@ manifests: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Generate CRDs (config/crd/bases), R
 	fi
 
 .PHONY: lint
-lint: ## Check formatting (gofmt -l) and run go vet.
+lint: $(GOLANGCI_LINT) ## Check formatting (gofmt -l), run go vet, and golangci-lint (.golangci.yml, also over the privileged build tag).
 	@files=$$(find . -name '*.go' -not -path './bin/*' -not -path './testbin/*' -not -path './.lab/*' -not -path './vendor/*' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l) || { echo "lint: gofmt failed" >&2; exit 1; }; \
 	if [ -n "$$files" ]; then \
 		echo "lint: these files are not gofmt-formatted (run gofmt -w on them):" >&2; \
@@ -139,6 +141,7 @@ lint: ## Check formatting (gofmt -l) and run go vet.
 		exit 1; \
 	fi
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: verify
 verify: generate manifests ## Fail when generated code/manifests are stale (pkg/apis, config/, deploy/) or the plugin or pkg/announce links GoBGP, then lint.
@@ -226,7 +229,7 @@ fuzz: ## Run each fuzz target of pkg/ for FUZZTIME (default 10s).
 ##@ Tools
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Install the pinned tools into bin/tools/.
+tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(GOLANGCI_LINT) ## Install the pinned tools into bin/tools/.
 
 # go-install-tool: $(1) versioned target file, $(2) package, $(3) version.
 # Installs into a temporary GOBIN, then moves the binary to its versioned name
@@ -252,9 +255,13 @@ $(CONTROLLER_GEN): | $(TOOLS_DIR)
 $(KUSTOMIZE): | $(TOOLS_DIR)
 	$(call go-install-tool,$(KUSTOMIZE),sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
 
+$(GOLANGCI_LINT): | $(TOOLS_DIR)
+	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
+
 # Unversioned names, so `make bin/tools/controller-gen` works as expected.
 $(TOOLS_DIR)/controller-gen bin/tools/controller-gen: $(CONTROLLER_GEN)
 $(TOOLS_DIR)/kustomize bin/tools/kustomize: $(KUSTOMIZE)
+$(TOOLS_DIR)/golangci-lint bin/tools/golangci-lint: $(GOLANGCI_LINT)
 
 ##@ Lab
 

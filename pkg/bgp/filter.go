@@ -131,14 +131,14 @@ func notFound(err error) bool { return strings.Contains(err.Error(), "not found"
 // owners want now. It looks only at the prefix's own paths.
 func (s *Speaker) allowed(prefix netip.Prefix) (peers []netip.Addr, restricted bool) {
 	seen := map[netip.Addr]bool{}
-	any := false
+	found := false
 	for nh := range s.hops[prefix] {
 		for owner := range s.contrib[pathKey{prefix, nh}] {
 			for _, p := range s.owners[owner] {
 				if p.Prefix.Masked() != prefix {
 					continue
 				}
-				any = true
+				found = true
 				if p.Peers == nil {
 					return nil, false
 				}
@@ -148,7 +148,7 @@ func (s *Speaker) allowed(prefix netip.Prefix) (peers []netip.Addr, restricted b
 			}
 		}
 	}
-	if !any {
+	if !found {
 		return nil, false
 	}
 	peers = make([]netip.Addr, 0, len(seen)) // non-nil: restricted, maybe to none

@@ -100,7 +100,9 @@ func (s *Speaker) renewPeer(key string) {
 	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: toAPIPeer(p, false)}); err != nil {
 		// Gone: the next SetPeers adds it again, with its filter.
 		delete(s.peers, addr)
-		s.removeFilter(ctx, addr)
+		if ferr := s.removeFilter(ctx, addr); ferr != nil {
+			s.log.Error(ferr, "Removing the peer's filter after a failed re-add failed", "peer", addr)
+		}
 		s.log.Error(err, "Adding the peer again after a BFD reset failed", "peer", addr)
 		return
 	}

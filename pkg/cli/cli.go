@@ -303,7 +303,7 @@ func Peers(ctx context.Context, c client.Reader) ([]Peer, error) {
 	}
 	out := []Peer{}
 	for _, p := range list.Items {
-		pr := Peer{Name: p.Name, Address: p.Spec.PeerAddress, PeerASN: int64(p.Spec.PeerASN), LocalASN: int64(p.Spec.LocalASN), Sessions: []Session{}}
+		pr := Peer{Name: p.Name, Address: p.Spec.PeerAddress, PeerASN: p.Spec.PeerASN, LocalASN: p.Spec.LocalASN, Sessions: []Session{}}
 		for _, s := range p.Status.Sessions {
 			pr.Sessions = append(pr.Sessions, Session{Manager: s.Manager, State: s.State, BFD: s.BFDState, PrefixesSent: s.PrefixesSent, LastError: s.LastError})
 		}

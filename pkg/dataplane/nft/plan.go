@@ -76,7 +76,7 @@ const (
 	stDispatchDel // dispatch chains of a mode without NAT
 	stSpreadDel   // spread chains nothing dispatches to any more
 	stStrayFlush  // rules of chains this version does not know (v1's fw/
-	// and ep/ chains refer to each other: all are flushed before any goes)
+	// and ep/ chains refer to each other: all are flushed before any goes).
 	stSetDel   // sets the mode does not use, maps of older layouts
 	stStrayDel // chains this version does not know
 	nStages

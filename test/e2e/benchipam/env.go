@@ -449,7 +449,8 @@ func (b *bench) profileAPIServer(ctx context.Context, name string) (wait func())
 			return
 		}
 		path := filepath.Join(b.o.profileDir, "kube-apiserver-"+name+".pprof")
-		if err := os.MkdirAll(b.o.profileDir, 0o755); err == nil {
+		err = os.MkdirAll(b.o.profileDir, 0o755)
+		if err == nil {
 			err = os.WriteFile(path, raw, 0o644)
 		}
 		if err != nil {
