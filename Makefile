@@ -22,7 +22,7 @@ GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 TEST_ARGS ?=
 # Packages with privileged tests (build tag privileged); the end-to-end
 # scenarios (make e2e) and the system benchmark (make bench) run separately.
-PRIVILEGED_PKGS ?= ./pkg/dataplane/nft/... $(shell grep -rl --include='*_test.go' '^//go:build privileged' test 2>/dev/null | xargs -r -n1 dirname | sort -u | grep -v -e '^test/e2e/scenarios$$' -e '^test/e2e/bench$$' | sed 's|^|./|')
+PRIVILEGED_PKGS ?= ./pkg/dataplane/nft/... $(shell grep -rl --include='*_test.go' '^//go:build privileged' test 2>/dev/null | xargs -r -n1 dirname | sort -u | grep -v -e '^test/e2e/scenarios$$' -e '^test/e2e/bench$$' -e '^test/e2e/realcluster$$' | sed 's|^|./|')
 # How long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 10s
 
